@@ -1,0 +1,233 @@
+"""`ameli-ray …`: each command a few lines over `ameli_ray.workflows`.
+
+Every command takes `--config FILE` and repeatable `--set section.field=value` overrides of the
+one configuration model (`ameli_ray.config.AmeliConfig`); `ameli-ray config` prints the result.
+Errors of ameli-ray's own (bad input, unreachable S3, checksum mismatch…) print one clear line
+and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+# Loopback-only Ray and offline model hubs, before anything imports ray or transformers.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+from rich.console import Console
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.errors import AmeliError
+
+app = typer.Typer(
+    help="Attribute-aware multimodal entity linking of product reviews, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON config file")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)")]
+EngineOpt = Annotated[str, typer.Option(help="ray (Ray Data actor pools) or local (in-process)")]
+
+
+def _config(config: Optional[Path], overrides: Optional[list[str]]) -> AmeliConfig:
+    try:
+        return AmeliConfig.load(config, overrides or [])
+    except (ValueError, FileNotFoundError) as exc:
+        raise AmeliError(f"configuration: {exc}") from None
+
+
+def _say(message: str) -> None:
+    console.print(f"[bold cyan]ameli-ray[/] {message}")
+
+
+def _engine(engine: str) -> str:
+    if engine not in ("ray", "local"):
+        raise AmeliError(f"--engine must be 'ray' or 'local', got {engine!r}")
+    return engine
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from ameli_ray.evaluation import metrics_table
+
+    Console().print(metrics_table(metrics, title))
+
+
+@app.command("config")
+def show_config(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Print the effective configuration (defaults < file < AMELI_* environment < --set)."""
+    typer.echo(_config(config, set_).dump_yaml())
+
+
+@app.command("generate-catalog")
+def generate_catalog(
+    out: Annotated[Path, typer.Option(help="output folder (AMELI release format)")],
+    products: Annotated[int, typer.Option(help="number of products")] = 600,
+    seed: int = 0,
+) -> None:
+    """Write the deterministic demo catalogue: products, rendered images, reviews, splits."""
+    from ameli_ray.catalog import generate_catalog as generate
+
+    summary = generate(out, n_products=products, seed=seed)
+    _say(f"wrote {summary.n_entities} products and {sum(summary.n_mentions.values())} reviews to {out}")
+
+
+@app.command("convert-em")
+def convert_em(
+    dataset: Annotated[str, typer.Option(help="abt_buy, walmart_amazon or amazon_google")],
+    src: Annotated[str, typer.Option(help="folder with the benchmark's CSV files")],
+    out: Annotated[str, typer.Option(help="output folder or s3:// URI (AMELI format)")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Recast an entity-matching benchmark as a linking task in the AMELI format."""
+    from ameli_ray.formats import EM_DATASETS, convert_em as convert
+    from ameli_ray.storage import ObjectStore
+
+    if dataset not in EM_DATASETS:
+        raise AmeliError(f"unknown dataset {dataset!r}; known: {', '.join(EM_DATASETS)}")
+    counts = convert(dataset, src, out, ObjectStore(_config(config, set_).s3))  # type: ignore[arg-type]
+    _say(f"{dataset} -> {out}: {json.dumps(counts)}")
+
+
+@app.command("build-kb")
+def build_kb(
+    entities: Annotated[str, typer.Option(help="entities file (.json AMELI or .jsonl), local or s3://")],
+    kb: Annotated[str, typer.Option(help="KB root, local or s3://; a new version is written under it")],
+    images: Annotated[Optional[str], typer.Option(help="entity images folder (default: product_images beside the file)")] = None,
+    name: Annotated[Optional[str], typer.Option(help="KB name (default: last part of --kb)")] = None,
+    version: Annotated[Optional[str], typer.Option(help="version name (default: a UTC timestamp)")] = None,
+    engine: EngineOpt = "ray",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Embed entities (text + images) with Ray Data, index them (FAISS + BM25), write versioned assets."""
+    from ameli_ray import workflows
+
+    cfg = _config(config, set_)
+    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
+        version_uri, _, stats = workflows.build_kb(
+            cfg, entities, kb, images_uri=images, name=name, engine=engine, version=version, say=_say  # type: ignore[arg-type]
+        )
+    typer.echo(json.dumps({"kb": version_uri, **stats}))
+
+
+@app.command("link")
+def link(
+    kb: Annotated[str, typer.Option(help="KB root (its LATEST version) or a version folder")],
+    mentions: Annotated[str, typer.Option(help="mentions file (.json AMELI or .jsonl), local or s3://")],
+    out: Annotated[str, typer.Option(help="output folder or s3:// URI for the parquet results")],
+    images: Annotated[Optional[str], typer.Option(help="review images folder (default: cleaned_review_images beside the file)")] = None,
+    engine: EngineOpt = "ray",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Link a corpus of reviews: answer, top-K candidates and per-channel scores as parquet."""
+    from ameli_ray import workflows
+
+    cfg = _config(config, set_)
+    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
+        stats = workflows.link(cfg, kb, mentions, out, images_uri=images, engine=engine, say=_say)  # type: ignore[arg-type]
+    typer.echo(json.dumps(stats))
+
+
+@app.command("evaluate")
+def evaluate(
+    entities: Annotated[str, typer.Option(help="entities file, local or s3://")],
+    mentions: Annotated[str, typer.Option(help="labelled mentions file, local or s3://")],
+    workdir: Annotated[Path, typer.Option(help="where the KB, the results and metrics.json go")],
+    images: Annotated[Optional[str], typer.Option(help="folder holding product_images/ and cleaned_review_images/")] = None,
+    engine: EngineOpt = "ray",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Build a KB, link the mentions, print the metrics and write WORKDIR/metrics.json."""
+    from ameli_ray import workflows
+
+    cfg = _config(config, set_)
+    metrics = workflows.evaluate(cfg, entities, mentions, str(workdir), images_uri=images, engine=_engine(engine), say=_say)  # type: ignore[arg-type]
+    _print_metrics(metrics, f"evaluate: {mentions}")
+    _say(f"metrics written to {workdir / 'metrics.json'}")
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the catalogue, results and metrics.json go")] = Path("demo-run"),
+    products: Annotated[int, typer.Option(help="number of products in the generated catalogue")] = 600,
+    seed: int = 0,
+    engine: EngineOpt = "ray",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """The main job on the embedded default: generated catalogue, local S3, local Ray, KB build,
+    batch linking of the test split, metrics table and WORKDIR/metrics.json."""
+    from rich.progress import Progress
+
+    from ameli_ray import workflows
+
+    cfg = _config(config, set_)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("catalogue", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=f"catalogue: {stage}", completed=done, total=total)
+
+        metrics = workflows.demo(cfg, str(workdir), n_products=products, seed=seed, engine=_engine(engine), say=_say, progress=progress)  # type: ignore[arg-type]
+    _print_metrics(metrics, "demo: test split of the generated catalogue")
+    _say(f"metrics written to {workdir / 'metrics.json'}")
+
+
+@app.command("kb-info")
+def kb_info(
+    kb: Annotated[str, typer.Option(help="KB root or version folder")],
+    verify: Annotated[bool, typer.Option(help="read every file and check its sha256")] = True,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Show a KB's manifest; with --verify (default) load it and check every checksum."""
+    from ameli_ray.kb.assets import load_kb, read_manifest
+    from ameli_ray.storage import ObjectStore
+
+    cfg = _config(config, set_)
+    store = ObjectStore(cfg.s3)
+    version_uri, manifest = read_manifest(kb, store)
+    if verify:
+        load_kb(version_uri, store, cfg.index)
+    typer.echo(json.dumps({"uri": version_uri, "verified": verify, **manifest.model_dump(mode="json")}, indent=2))
+
+
+@app.command("s3-server")
+def s3_server(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 9000) -> None:
+    """Run a local S3 server (moto) on 127.0.0.1 until Ctrl-C, for multi-command sessions.
+    Point the other commands at it with AMELI_S3__ENDPOINT_URL=http://127.0.0.1:PORT."""
+    import signal
+
+    from ameli_ray.storage import LocalS3Server
+    from ameli_ray.storage.local_s3 import LOCAL_KEY, LOCAL_SECRET
+
+    with LocalS3Server(port=port) as server:
+        _say(f"S3 server on {server.endpoint_url} (access key {LOCAL_KEY}, secret {LOCAL_SECRET}); Ctrl-C stops it")
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:
+    try:
+        app()
+    except AmeliError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

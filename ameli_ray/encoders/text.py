@@ -1,0 +1,50 @@
+"""The text bi-encoder: sentence-transformers, loaded by name, local path, s3:// or packaged."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ameli_ray.config import TextEncoderSettings
+from ameli_ray.encoders.loading import resolve_model_ref
+from ameli_ray.errors import ModelLoadError
+from ameli_ray.storage import ObjectStore
+
+
+def pick_device(device: str | None = None) -> str:
+    if device and device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TextEncoder:
+    """Strings -> L2-normalised float32 vectors."""
+
+    def __init__(self, settings: TextEncoderSettings, store: ObjectStore | None = None, device: str | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        self.settings = settings
+        self.device = pick_device(device)
+        path = resolve_model_ref(settings.model, store)
+        try:
+            self.model = SentenceTransformer(path, device=self.device)
+        except Exception as exc:  # the library raises many types; the user needs the reference
+            raise ModelLoadError(f"cannot load text encoder {settings.model!r} ({path}): {exc}") from exc
+        self.model.max_seq_length = settings.max_seq_length
+        self.dim = int(self.model.get_embedding_dimension())
+
+    @property
+    def model_id(self) -> str:
+        return self.settings.model
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self.model.encode(
+            list(texts),
+            batch_size=batch_size or self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,0 +1,284 @@
+"""KB assets: a versioned folder under a local path or s3:// URI.
+
+    <root>/LATEST                      the newest version's name (written last)
+    <root>/<version>/manifest.json     version, models, dimensions, sha256 of every file
+    <root>/<version>/entities.parquet
+    <root>/<version>/text_embeddings.npy, image_embeddings.npy, image_owner.npy, image_center.npy
+    <root>/<version>/text.faiss, image.faiss
+    <root>/<version>/lexical/*.json|*.npy   BM25 (bm25s)
+
+Nothing is pickled: parquet, .npy loaded with allow_pickle=False, FAISS's own serialisation, JSON.
+Every file is checked against the manifest's sha256 when read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from ameli_ray.config import IndexSettings
+from ameli_ray.errors import ChecksumMismatch, InputFormatError, ObjectNotFound
+from ameli_ray.retrieval import index as vindex
+from ameli_ray.retrieval.lexical import LexicalIndex
+from ameli_ray.schema import Entity, entities_from_table, entities_to_table
+from ameli_ray.storage import ObjectStore, join_uri
+
+KB_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+
+
+class FileEntry(BaseModel):
+    sha256: str
+    bytes: int
+
+
+class KBManifest(BaseModel):
+    format_version: int = KB_FORMAT_VERSION
+    name: str
+    version: str
+    created_at: str
+    text_model: str
+    text_dim: int
+    image_model: str
+    image_dim: int
+    image_fingerprint: str
+    n_entities: int
+    n_images: int
+    text_index: str
+    image_index: str
+    lexical: bool
+    files: dict[str, FileEntry]
+    build: dict[str, float | int | str] = {}
+
+
+@dataclass
+class KnowledgeBase:
+    """Everything retrieval needs, in memory. Rows of the arrays follow `entities`."""
+
+    entities: list[Entity]
+    text_emb: np.ndarray  # [n_entities, text_dim]
+    image_emb: np.ndarray  # [n_images, image_dim], centred then L2-normalised
+    image_owner: np.ndarray  # [n_images] entity row of each image
+    image_center: np.ndarray  # [image_dim] mean raw image embedding, subtracted from queries too
+    text_index: faiss.Index
+    image_index: faiss.Index
+    lexical: LexicalIndex | None
+    manifest: KBManifest
+    _row_of: dict[str, int] = field(default_factory=dict, repr=False)
+    _image_rows: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._row_of = {e.id: i for i, e in enumerate(self.entities)}
+        order = np.argsort(self.image_owner, kind="stable")
+        bounds = np.searchsorted(self.image_owner[order], np.arange(len(self.entities) + 1))
+        self._image_rows = [order[bounds[i] : bounds[i + 1]] for i in range(len(self.entities))]
+
+    def row_of(self, entity_id: str) -> int:
+        try:
+            return self._row_of[entity_id]
+        except KeyError:
+            raise KeyError(f"unknown entity id {entity_id!r} (not in KB {self.manifest.name}/{self.manifest.version})") from None
+
+    def image_rows(self, entity_row: int) -> np.ndarray:
+        return self._image_rows[entity_row]
+
+
+def center_images(raw: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Subtract the KB's mean image embedding and re-normalise.
+
+    Image embeddings crowd into a narrow cone (random-init towers especially: pairwise cosines
+    around 0.97); centring spreads them so inner products rank by what differs.
+    """
+    if len(raw) == 0:
+        return raw.astype(np.float32)
+    x = raw - center[None, :]
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def assemble_kb(
+    entities: list[Entity],
+    text_emb: np.ndarray,
+    raw_image_emb: np.ndarray,
+    image_owner: np.ndarray,
+    *,
+    name: str,
+    text_model: str,
+    image_model: str,
+    image_fingerprint: str,
+    index_settings: IndexSettings,
+    lexical: bool = True,
+    build_info: dict | None = None,
+) -> KnowledgeBase:
+    """Indexes embeddings computed elsewhere (in-process or by Ray Data) into a KnowledgeBase."""
+    if len(text_emb) != len(entities):
+        raise ValueError(f"{len(text_emb)} text embeddings for {len(entities)} entities")
+    image_dim = raw_image_emb.shape[1] if raw_image_emb.ndim == 2 else 0
+    center = raw_image_emb.mean(axis=0) if len(raw_image_emb) else np.zeros(image_dim, np.float32)
+    image_emb = center_images(raw_image_emb, center)
+    text_index = vindex.build_index(text_emb, index_settings)
+    image_index = vindex.build_index(image_emb.reshape(len(image_emb), image_dim), index_settings)
+    lex = LexicalIndex.build([e.text() for e in entities]) if lexical else None
+    manifest = KBManifest(
+        name=name,
+        version="unsaved",
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        text_model=text_model,
+        text_dim=int(text_emb.shape[1]),
+        image_model=image_model,
+        image_dim=int(image_dim),
+        image_fingerprint=image_fingerprint,
+        n_entities=len(entities),
+        n_images=len(image_emb),
+        text_index=vindex.index_kind(text_index),
+        image_index=vindex.index_kind(image_index),
+        lexical=lex is not None,
+        files={},
+        build=build_info or {},
+    )
+    return KnowledgeBase(
+        entities=entities,
+        text_emb=np.ascontiguousarray(text_emb, dtype=np.float32),
+        image_emb=image_emb,
+        image_owner=np.asarray(image_owner, dtype=np.int32),
+        image_center=center.astype(np.float32),
+        text_index=text_index,
+        image_index=image_index,
+        lexical=lex,
+        manifest=manifest,
+    )
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _from_npy(data: bytes, what: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise InputFormatError(f"{what}: not a plain .npy array ({exc})") from None
+
+
+def new_version() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d-%H%M%S")
+
+
+def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str | None = None) -> str:
+    """Writes a new version under `root_uri`, then points LATEST at it. Returns the version URI."""
+    version = version or new_version()
+    files: dict[str, bytes] = {
+        "entities.parquet": _parquet(kb.entities),
+        "text_embeddings.npy": _npy(kb.text_emb),
+        "image_embeddings.npy": _npy(kb.image_emb),
+        "image_owner.npy": _npy(kb.image_owner),
+        "image_center.npy": _npy(kb.image_center),
+        "text.faiss": vindex.serialize(kb.text_index),
+        "image.faiss": vindex.serialize(kb.image_index),
+    }
+    if kb.lexical is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in kb.lexical.save(Path(tmp)):
+                files[f"lexical/{path.name}"] = path.read_bytes()
+    manifest = kb.manifest.model_copy(
+        update=dict(
+            version=version,
+            files={n: FileEntry(sha256=hashlib.sha256(d).hexdigest(), bytes=len(d)) for n, d in sorted(files.items())},
+        )
+    )
+    version_uri = join_uri(root_uri, version)
+    store.ensure_bucket(version_uri)
+    for name, data in files.items():
+        store.write_bytes(join_uri(version_uri, name), data)
+    # manifest after the files, LATEST after the manifest: a reader never sees a half-written version
+    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
+    store.write_text(join_uri(root_uri, LATEST), version + "\n")
+    kb.manifest = manifest
+    return version_uri
+
+
+def _parquet(entities: list[Entity]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(entities_to_table(entities), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def resolve_version(uri: str, store: ObjectStore) -> str:
+    """A version folder as given, or the root's LATEST version."""
+    if store.exists(join_uri(uri, MANIFEST)):
+        return uri
+    latest = join_uri(uri, LATEST)
+    if store.exists(latest):
+        return join_uri(uri, store.read_text(latest).strip())
+    raise ObjectNotFound(f"no KB at {uri}: neither {MANIFEST} nor {LATEST} found there")
+
+
+def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
+    version_uri = resolve_version(uri, store)
+    raw = store.read_text(join_uri(version_uri, MANIFEST))
+    try:
+        manifest = KBManifest.model_validate_json(raw)
+    except ValueError as exc:
+        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a valid KB manifest: {exc}") from None
+    if manifest.format_version != KB_FORMAT_VERSION:
+        raise InputFormatError(
+            f"KB at {version_uri} has format {manifest.format_version}; this ameli-ray reads {KB_FORMAT_VERSION}"
+        )
+    return version_uri, manifest
+
+
+def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None = None) -> KnowledgeBase:
+    """Reads and verifies a KB (the version folder, or a root whose LATEST is followed)."""
+    index_settings = index_settings or IndexSettings()
+    version_uri, manifest = read_manifest(uri, store)
+
+    def read(name: str) -> bytes:
+        entry = manifest.files.get(name)
+        if entry is None:
+            raise InputFormatError(f"KB manifest at {version_uri} lists no {name}")
+        data = store.read_bytes(join_uri(version_uri, name))
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry.sha256:
+            raise ChecksumMismatch(
+                f"{join_uri(version_uri, name)}: sha256 {digest[:12]}… does not match the manifest's "
+                f"{entry.sha256[:12]}…; the KB is corrupt or was modified — rebuild it"
+            )
+        return data
+
+    entities = entities_from_table(pq.read_table(io.BytesIO(read("entities.parquet"))))
+    lexical = None
+    if manifest.lexical:
+        lexical = LexicalIndex.load_files(
+            {n.split("/", 1)[1]: read(n) for n in manifest.files if n.startswith("lexical/")}
+        )
+    kb = KnowledgeBase(
+        entities=entities,
+        text_emb=_from_npy(read("text_embeddings.npy"), "text_embeddings.npy"),
+        image_emb=_from_npy(read("image_embeddings.npy"), "image_embeddings.npy"),
+        image_owner=_from_npy(read("image_owner.npy"), "image_owner.npy"),
+        image_center=_from_npy(read("image_center.npy"), "image_center.npy"),
+        text_index=vindex.deserialize(read("text.faiss"), index_settings),
+        image_index=vindex.deserialize(read("image.faiss"), index_settings),
+        lexical=lexical,
+        manifest=manifest,
+    )
+    if len(kb.entities) != manifest.n_entities or len(kb.text_emb) != manifest.n_entities:
+        raise InputFormatError(f"KB at {version_uri}: entity count does not match its manifest")
+    return kb
+
+
+def manifest_json(manifest: KBManifest) -> str:
+    return json.dumps(manifest.model_dump(mode="json"), indent=2)

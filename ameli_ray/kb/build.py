@@ -1,0 +1,45 @@
+"""Embedding entities for the KB: the batch function every runner (in-process, Ray Data) calls."""
+
+from __future__ import annotations
+
+import time
+import numpy as np
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.encoders import ImageEncoder, TextEncoder
+from ameli_ray.encoders.image import embed_image_lists
+from ameli_ray.kb.assets import KnowledgeBase, assemble_kb
+from ameli_ray.schema import Entity
+from ameli_ray.storage import ObjectStore
+
+
+def embed_entity_texts(entities: list[Entity], encoder: TextEncoder) -> np.ndarray:
+    return encoder.encode([e.text() for e in entities])
+
+
+def embed_entity_images(
+    entities: list[Entity], encoder: ImageEncoder, store: ObjectStore, config: AmeliConfig
+) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    return embed_image_lists(
+        [e.image_uris for e in entities], encoder, store, config.images, config.image_encoder.max_images_per_entity
+    )
+
+
+def build_kb_in_process(
+    entities: list[Entity], config: AmeliConfig, store: ObjectStore, name: str,
+    text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
+) -> tuple[KnowledgeBase, list[list[str]]]:
+    """The whole KB build without Ray (tests, small KBs, benchmarks of the core)."""
+    start = time.perf_counter()
+    text_encoder = text_encoder or TextEncoder(config.text_encoder, store)
+    image_encoder = image_encoder or ImageEncoder(config.image_encoder, store)
+    text_emb = embed_entity_texts(entities, text_encoder)
+    image_emb, owner, errors = embed_entity_images(entities, image_encoder, store, config)
+    kb = assemble_kb(
+        entities, text_emb, image_emb.reshape(len(owner), image_encoder.dim), owner,
+        name=name, text_model=text_encoder.model_id, image_model=image_encoder.model_id,
+        image_fingerprint=image_encoder.fingerprint, index_settings=config.index,
+        lexical=config.retrieval.lexical,
+        build_info={"seconds": round(time.perf_counter() - start, 3), "runner": "in-process"},
+    )
+    return kb, errors

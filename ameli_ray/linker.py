@@ -1,0 +1,128 @@
+"""The Linker: mentions in, LinkResults out. The same object answers a unit test, a Ray Data
+batch and (later) a Serve request, so quality measured offline is quality served online.
+
+It is split in two halves because they want different hardware and state: `MentionEncoder`
+holds the encoders (GPU-friendly, no KB), `Linker` holds the KB and its indexes (memory, CPU).
+Ray Data runs them as two actor pools; in-process they are simply called one after the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.encoders import ImageEncoder, TextEncoder
+from ameli_ray.encoders.image import embed_image_lists, split_by_owner
+from ameli_ray.errors import ConfigError
+from ameli_ray.kb.assets import KBManifest, KnowledgeBase
+from ameli_ray.retrieval.retriever import CandidateRetriever, MentionQuery
+from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
+from ameli_ray.storage import ObjectStore
+
+
+@dataclass
+class EncodedMention:
+    mention: Mention
+    query: MentionQuery
+    errors: list[str] = field(default_factory=list)
+
+
+class MentionEncoder:
+    def __init__(
+        self, config: AmeliConfig, store: ObjectStore,
+        text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.text = text_encoder or TextEncoder(config.text_encoder, store)
+        self.image = image_encoder or ImageEncoder(config.image_encoder, store)
+
+    def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
+        text_emb = embed_mention_texts(mentions, self.text)
+        photos, errors = embed_mention_images(mentions, self.image, self.store, self.config)
+        return [
+            EncodedMention(m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i])
+            for i, m in enumerate(mentions)
+        ]
+
+
+def embed_mention_texts(mentions: list[Mention], encoder: TextEncoder) -> np.ndarray:
+    return encoder.encode([m.text for m in mentions])
+
+
+def embed_mention_images(
+    mentions: list[Mention], encoder: ImageEncoder, store: ObjectStore, config: AmeliConfig
+) -> tuple[list[np.ndarray], list[list[str]]]:
+    """Per mention: its photos' embeddings [n_photos, dim] and the errors of unusable photos."""
+    emb, owner, errors = embed_image_lists(
+        [m.image_uris for m in mentions], encoder, store, config.images, config.image_encoder.max_images_per_mention
+    )
+    return split_by_owner(emb, owner, len(mentions)), errors
+
+
+def check_compatible(manifest: KBManifest, config: AmeliConfig, encoder: "MentionEncoder | None" = None) -> None:
+    """The mention encoders must embed into the KB's spaces; say which differs if not.
+
+    Without an encoder at hand (the Ray driver) the configured model ids are compared; with one,
+    also the text dimension and the image weights' fingerprint.
+    """
+    m = manifest
+    text_model = config.text_encoder.model
+    image_model = ImageEncoder.model_id_for(config.image_encoder)
+    problems = []
+    if m.text_model != text_model or (encoder is not None and m.text_dim != encoder.text.dim):
+        problems.append(f"text encoder {m.text_model!r} (dim {m.text_dim}), the linker has {text_model!r}")
+    if m.image_model != image_model or (encoder is not None and m.image_fingerprint != encoder.image.fingerprint):
+        fp = f", weights {encoder.image.fingerprint}" if encoder is not None else ""
+        problems.append(
+            f"image encoder {m.image_model!r} (weights {m.image_fingerprint}), the linker has {image_model!r}{fp}"
+        )
+    if problems:
+        raise ConfigError(f"KB {m.name}/{m.version} was built with " + "; ".join(problems))
+
+
+class Linker:
+    def __init__(self, kb: KnowledgeBase, config: AmeliConfig):
+        self.kb = kb
+        self.config = config
+        self.retriever = CandidateRetriever(kb, config.retrieval)
+
+    def link(self, encoded: list[EncodedMention]) -> list[LinkResult]:
+        candidates = self.retriever.retrieve([e.query for e in encoded])
+        results = []
+        for enc, cands in zip(encoded, candidates):
+            best = cands[0] if cands else None
+            results.append(
+                LinkResult(
+                    mention_id=enc.mention.id,
+                    # disambiguation and the "no match" threshold come with issue 4; for now the
+                    # top fused candidate is the answer
+                    entity_id=best.entity_id if best else NIL_ENTITY,
+                    score=best.score if best else -math.inf,
+                    candidates=cands,
+                    gold_entity_id=enc.mention.gold_entity_id,
+                    errors=enc.errors,
+                )
+            )
+        return results
+
+
+def link_result_row(result: LinkResult) -> dict:
+    """A LinkResult as a row of LINK_RESULT_ARROW_SCHEMA."""
+    nan = float("nan")
+    cands = result.candidates
+    return {
+        "mention_id": result.mention_id,
+        "entity_id": result.entity_id,
+        "score": result.score,
+        "gold_entity_id": result.gold_entity_id,
+        "candidate_ids": [c.entity_id for c in cands],
+        "candidate_scores": [c.score for c in cands],
+        "text_scores": [c.channel_scores.get("text", nan) for c in cands],
+        "image_scores": [c.channel_scores.get("image", nan) for c in cands],
+        "lexical_scores": [c.channel_scores.get("lexical", nan) for c in cands],
+        "errors": list(result.errors),
+    }

@@ -1,0 +1,130 @@
+"""Candidate retrieval: three channels, one fused ranking.
+
+- text:    cosine between the mention's text embedding and each entity's (FAISS);
+- image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
+- lexical: BM25 over entity name, attributes and description.
+
+Each channel proposes its own top `pool_per_channel`; every proposed entity is then scored by
+every channel exactly, and the weighted sum ranks the pool. Cosines enter as they are; BM25,
+unbounded, is divided by its best score in the pool. Scales are kept rather than standardised on
+purpose: a channel whose scores barely differ (the text of a review that names no colour, across
+the colours of one phone) must not be stretched into a strong vote against the channel that does
+tell them apart (the photo).
+A channel with no signal for a mention (no photos, no known token) drops out and the remaining
+weights are renormalised, so a text-only mention is not penalised for lacking photos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ameli_ray.config import RetrievalSettings
+from ameli_ray.kb.assets import KnowledgeBase, center_images
+from ameli_ray.retrieval import index as vindex
+from ameli_ray.schema import Candidate
+
+CHANNELS = ("text", "image", "lexical")
+
+
+@dataclass
+class MentionQuery:
+    text: str
+    text_emb: np.ndarray  # [text_dim], L2-normalised
+    image_emb: np.ndarray  # [n_photos, image_dim], raw encoder output (centred here)
+
+
+class CandidateRetriever:
+    def __init__(self, kb: KnowledgeBase, settings: RetrievalSettings):
+        self.kb = kb
+        self.settings = settings
+
+    def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
+        if not queries:
+            return []
+        s = self.settings
+        pool_k = s.pool_per_channel
+        text_scores, text_ids = vindex.search(self.kb.text_index, np.stack([q.text_emb for q in queries]), pool_k)
+        image_hits = self._image_pools(queries, pool_k)
+        out = []
+        for qi, query in enumerate(queries):
+            proposals = [text_ids[qi][text_ids[qi] >= 0]]
+            lex_all = None
+            if s.lexical and self.kb.lexical is not None:
+                lex_all = self.kb.lexical.scores(query.text)
+                if lex_all.any():
+                    top = min(pool_k, len(lex_all))
+                    best = np.argpartition(-lex_all, top - 1)[:top]
+                    proposals.append(best[lex_all[best] > 0])
+            photos = center_images(query.image_emb, self.kb.image_center) if len(query.image_emb) else None
+            if photos is not None:
+                proposals.append(image_hits[qi])
+            pool = np.unique(np.concatenate(proposals)).astype(np.int64)
+            channels: dict[str, np.ndarray] = {"text": self.kb.text_emb[pool] @ query.text_emb}
+            if photos is not None and len(self.kb.image_emb):
+                channels["image"] = self._image_scores(photos, pool)
+            if lex_all is not None and lex_all.any():
+                channels["lexical"] = lex_all[pool]
+            out.append(self._fuse(pool, channels))
+        return out
+
+    def _image_pools(self, queries: list[MentionQuery], pool_k: int) -> list[np.ndarray]:
+        """Entities proposed by the image channel, per query (one FAISS call for all photos)."""
+        counts = [len(q.image_emb) for q in queries]
+        if not sum(counts) or not len(self.kb.image_emb):
+            return [np.zeros(0, np.int64) for _ in queries]
+        photos = center_images(np.concatenate([q.image_emb for q in queries if len(q.image_emb)]), self.kb.image_center)
+        # several images per entity: ask for more image hits so the entity pool is deep enough
+        _, ids = vindex.search(self.kb.image_index, photos, pool_k * 2)
+        result, start = [], 0
+        for n in counts:
+            hits = ids[start : start + n].ravel()
+            start += n
+            result.append(np.unique(self.kb.image_owner[hits[hits >= 0]]).astype(np.int64))
+        return result
+
+    def _image_scores(self, photos: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """Max cosine over (photo, entity image) pairs; entities without images get NaN."""
+        rows = [self.kb.image_rows(int(e)) for e in pool]
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        scores = np.full(len(pool), np.nan, dtype=np.float32)
+        if len(flat) == 0:
+            return scores
+        sims = (self.kb.image_emb[flat] @ photos.T).max(axis=1)
+        owner = np.repeat(np.arange(len(pool)), [len(r) for r in rows])
+        np.fmax.at(scores, owner, sims)
+        return scores
+
+    def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray]) -> list[Candidate]:
+        w = self.settings.weights
+        weights = {"text": w.text, "image": w.image, "lexical": w.lexical}
+        fused = np.zeros(len(pool), dtype=np.float64)
+        total = sum(weights[c] for c in channels)
+        for name, raw in channels.items():
+            if total <= 0:
+                break
+            fused += (weights[name] / total) * _normalise(name, raw)
+        top = np.argsort(-fused, kind="stable")[: self.settings.top_k]
+        entities = self.kb.entities
+        return [
+            Candidate(
+                entity_id=entities[int(pool[i])].id,
+                score=float(fused[i]),
+                channel_scores={name: float(raw[i]) for name, raw in channels.items()},
+            )
+            for i in top
+        ]
+
+
+def _normalise(channel: str, raw: np.ndarray) -> np.ndarray:
+    """Cosines as they are, BM25 over its pool maximum; NaN (an entity without images) counts as
+    the pool's lowest score."""
+    x = np.asarray(raw, dtype=np.float64)
+    if np.isnan(x).all():
+        return np.zeros_like(x)
+    x = np.where(np.isnan(x), np.nanmin(x), x)
+    if channel == "lexical":
+        top = x.max()
+        return x / top if top > 0 else np.zeros_like(x)
+    return x

@@ -1,0 +1,148 @@
+"""The records that flow through the linker: entities, mentions, candidates, link results.
+
+Every reader in `ameli_ray.formats` produces these, every stage consumes them, and the Arrow
+schemas below are what the KB entity table and the batch-linking output are written as.
+Identifiers are strings everywhere (the AMELI release uses ints, the entity-matching sets use
+ints or SKUs); a reader converts once, at the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NIL_ENTITY = ""  # the answer "no matching product" (issue 4 decides when to give it)
+
+
+def _as_id(value: Any) -> str:
+    if value is None:
+        raise ValueError("id is missing")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"id must be a string or integer, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("id is empty")
+    return text
+
+
+class Entity(BaseModel):
+    """A product of the knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    category: str = ""
+    description: str = ""
+    features: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    image_uris: list[str] = Field(default_factory=list)
+
+    _id = field_validator("id", mode="before")(_as_id)
+
+    def text(self, max_attributes: int = 32) -> str:
+        """The text the bi-encoder and the lexical channel see: name, attributes, description.
+
+        Attributes come before the description so that truncation (MiniLM reads 256 tokens)
+        never cuts off the model numbers and capacities that decide between near-duplicates.
+        """
+        parts = [self.name]
+        if self.category:
+            parts.append(self.category)
+        attrs = [
+            f"{k}: {v}" for k, v in list(self.attributes.items())[:max_attributes] if v != self.name  # no echo of the name
+        ]
+        if attrs:
+            parts.append("; ".join(attrs))
+        if self.description:
+            parts.append(self.description)
+        return ". ".join(p for p in parts if p)
+
+
+class Mention(BaseModel):
+    """A review: text and photos. `gold_entity_id` is known for labelled splits only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    text: str
+    surface: str = ""
+    image_uris: list[str] = Field(default_factory=list)
+    gold_entity_id: str | None = None
+    # Attribute values the review states (known to the catalogue generator and the EM converter);
+    # used only for evaluation and the gold-attribute ablation, never by the linker itself.
+    gold_attributes: dict[str, str] = Field(default_factory=dict)
+
+    _id = field_validator("id", mode="before")(_as_id)
+
+    @field_validator("gold_entity_id", mode="before")
+    @classmethod
+    def _gold(cls, value: Any) -> str | None:
+        return None if value is None or value == "" else _as_id(value)
+
+
+class Candidate(BaseModel):
+    """One retrieved entity with the score of every channel that saw it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity_id: str
+    score: float
+    channel_scores: dict[str, float] = Field(default_factory=dict)
+
+
+class LinkResult(BaseModel):
+    """The linker's answer for one mention."""
+
+    mention_id: str
+    entity_id: str  # NIL_ENTITY when the linker answers "no matching product"
+    score: float
+    candidates: list[Candidate]
+    gold_entity_id: str | None = None
+    errors: list[str] = Field(default_factory=list)  # per-record problems, e.g. an unreadable image
+
+
+ENTITY_ARROW_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("name", pa.string()),
+        ("category", pa.string()),
+        ("description", pa.string()),
+        ("features", pa.list_(pa.string())),
+        ("attributes", pa.map_(pa.string(), pa.string())),
+        ("image_uris", pa.list_(pa.string())),
+    ]
+)
+
+LINK_RESULT_ARROW_SCHEMA = pa.schema(
+    [
+        ("mention_id", pa.string()),
+        ("entity_id", pa.string()),
+        ("score", pa.float32()),
+        ("gold_entity_id", pa.string()),
+        ("candidate_ids", pa.list_(pa.string())),
+        ("candidate_scores", pa.list_(pa.float32())),
+        # one list per channel, aligned with candidate_ids; NaN where a channel had no signal
+        ("text_scores", pa.list_(pa.float32())),
+        ("image_scores", pa.list_(pa.float32())),
+        ("lexical_scores", pa.list_(pa.float32())),
+        ("errors", pa.list_(pa.string())),
+    ]
+)
+
+
+def entities_to_table(entities: list[Entity]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {**e.model_dump(), "attributes": list(e.attributes.items())}
+            for e in entities
+        ],
+        schema=ENTITY_ARROW_SCHEMA,
+    )
+
+
+def entities_from_table(table: pa.Table) -> list[Entity]:
+    rows = table.to_pylist()
+    return [Entity(**{**row, "attributes": dict(row["attributes"] or [])}) for row in rows]

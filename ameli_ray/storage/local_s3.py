@@ -1,0 +1,103 @@
+"""A local S3-compatible server (moto) on 127.0.0.1, for the embedded default and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+from pydantic import SecretStr
+
+from ameli_ray.config import S3Settings
+from ameli_ray.errors import StorageError
+
+LOOPBACK = "127.0.0.1"
+# moto accepts any credentials; fixed ones keep boto3 and pyarrow away from the user's real ones.
+LOCAL_KEY = "ameli-local"
+LOCAL_SECRET = "ameli-local-secret"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalS3Server:
+    """`moto_server` in a child process on a free loopback port; stopped on exit."""
+
+    def __init__(self, port: int | None = None, startup_timeout_s: float = 30.0):
+        self.port = port or free_port()
+        self.startup_timeout_s = startup_timeout_s
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def settings(self, base: S3Settings | None = None) -> S3Settings:
+        """S3 settings that point at this server."""
+        base = base or S3Settings()
+        return base.model_copy(
+            update=dict(
+                endpoint_url=self.endpoint_url,
+                access_key_id=SecretStr(LOCAL_KEY),
+                secret_access_key=SecretStr(LOCAL_SECRET),
+            )
+        )
+
+    def start(self) -> "LocalS3Server":
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": LOCAL_KEY, "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # keeps a Ctrl-C in the terminal from killing it before we do
+        )
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise StorageError(f"local S3 server exited at start (code {self._proc.returncode}): {err[-500:]}")
+            try:
+                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise StorageError(f"local S3 server did not answer on {self.endpoint_url} within {self.startup_timeout_s}s")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def __enter__(self) -> "LocalS3Server":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def s3_for_run(s3: S3Settings) -> Iterator[S3Settings]:
+    """The S3 settings to use for a run: as configured, or a fresh local server when embedded."""
+    if s3.endpoint_url or not s3.embedded:
+        yield s3
+        return
+    with LocalS3Server() as server:
+        yield server.settings(s3)

@@ -1,0 +1,230 @@
+"""Files behind URIs: local paths and `s3://bucket/key`, one API for both.
+
+File I/O goes through pyarrow's filesystems (the same objects Ray Data reads and writes with);
+bucket management goes through boto3. Before the first S3 call the endpoint is probed with a
+short TCP connect, so an unreachable endpoint is a clear error in seconds, not a retry storm.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from ameli_ray.config import S3Settings
+from ameli_ray.errors import ObjectNotFound, StorageError, StorageUnreachable
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path segments onto a local path or an s3:// URI."""
+    base = str(base)
+    if is_s3(base) or base.startswith("file://"):
+        out = base.rstrip("/")
+        for part in parts:
+            out = f"{out}/{str(part).strip('/')}"
+        return out
+    return str(Path(base, *parts))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise StorageError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class ObjectStore:
+    """Reads and writes bytes under local paths and s3:// URIs with one set of S3 settings."""
+
+    def __init__(self, s3: S3Settings | None = None):
+        self.s3 = s3 or S3Settings()
+        self._s3fs: pafs.S3FileSystem | None = None
+        self._lock = threading.Lock()
+        self._probed = False
+
+    # -- filesystems -------------------------------------------------------------------------
+    def _endpoint(self) -> tuple[str, str | None]:
+        """(scheme, host:port) of the configured endpoint; (https, None) for AWS itself."""
+        if not self.s3.endpoint_url:
+            return "https", None
+        parsed = urlparse(self.s3.endpoint_url if "://" in self.s3.endpoint_url else f"http://{self.s3.endpoint_url}")
+        return parsed.scheme or "http", parsed.netloc
+
+    def probe(self) -> None:
+        """Fail fast, naming the endpoint, when nothing listens there."""
+        if self._probed:
+            return
+        scheme, netloc = self._endpoint()
+        if netloc is not None:
+            host, _, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+            port_num = int(port) if port else (443 if scheme == "https" else 80)
+            try:
+                with socket.create_connection((host, port_num), timeout=self.s3.connect_timeout_s):
+                    pass
+            except OSError as exc:
+                raise StorageUnreachable(
+                    f"S3 endpoint {self.s3.endpoint_url} is unreachable ({exc.strerror or exc}); "
+                    "check s3.endpoint_url / AMELI_S3__ENDPOINT_URL"
+                ) from None
+        self._probed = True
+
+    def s3_filesystem(self) -> pafs.S3FileSystem:
+        with self._lock:
+            if self._s3fs is None:
+                self.probe()
+                scheme, netloc = self._endpoint()
+                kwargs: dict = dict(
+                    region=self.s3.region,
+                    connect_timeout=self.s3.connect_timeout_s,
+                    request_timeout=self.s3.request_timeout_s,
+                    retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.s3.max_attempts),
+                )
+                if netloc is not None:
+                    kwargs.update(endpoint_override=netloc, scheme=scheme)
+                if self.s3.access_key_id and self.s3.secret_access_key:
+                    kwargs.update(
+                        access_key=self.s3.access_key_id.get_secret_value(),
+                        secret_key=self.s3.secret_access_key.get_secret_value(),
+                    )
+                self._s3fs = pafs.S3FileSystem(**kwargs)
+            return self._s3fs
+
+    def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem and the path within it for a URI (what Ray Data takes)."""
+        uri = str(uri)
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            return self.s3_filesystem(), f"{bucket}/{key}".rstrip("/")
+        if "://" in uri and not uri.startswith("file://"):
+            raise StorageError(f"unsupported URI scheme in {uri!r}: use a local path or s3://")
+        path = uri.removeprefix("file://")
+        return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute())
+
+    def boto3_client(self):
+        import boto3
+        from botocore.config import Config
+
+        self.probe()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint_url,
+            region_name=self.s3.region,
+            aws_access_key_id=self.s3.access_key_id.get_secret_value() if self.s3.access_key_id else None,
+            aws_secret_access_key=self.s3.secret_access_key.get_secret_value() if self.s3.secret_access_key else None,
+            config=Config(
+                connect_timeout=self.s3.connect_timeout_s,
+                read_timeout=self.s3.request_timeout_s,
+                retries={"max_attempts": self.s3.max_attempts, "mode": "standard"},
+            ),
+        )
+
+    # -- operations --------------------------------------------------------------------------
+    def _call(self, what: str, uri: str, fn):
+        try:
+            return fn()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{what}: not found: {uri}") from None
+        except OSError as exc:
+            msg = str(exc)
+            if "NoSuchBucket" in msg or "does not exist" in msg.lower() or "Path does not exist" in msg:
+                raise ObjectNotFound(f"{what}: not found: {uri}") from None
+            if "Couldn't connect" in msg or "curlCode: 7" in msg or "Connection refused" in msg:
+                raise StorageUnreachable(f"{what}: S3 endpoint {self.s3.endpoint_url or 'AWS'} unreachable for {uri}") from None
+            raise StorageError(f"{what} {uri}: {msg}") from None
+
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        fs, path = self.resolve(uri)
+
+        def go() -> bytes:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise FileNotFoundError(path)
+            if info.type != pafs.FileType.File:
+                raise StorageError(f"read: {uri} is not a file")
+            if max_bytes is not None and info.size is not None and info.size > max_bytes:
+                raise StorageError(f"read: {uri} is {info.size} bytes, over the limit of {max_bytes}")
+            with fs.open_input_stream(path) as f:
+                return f.read()
+
+        return self._call("read", uri, go)
+
+    def read_text(self, uri: str, encoding: str = "utf-8") -> str:
+        data = self.read_bytes(uri)
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise StorageError(f"{uri} is not valid {encoding} text (byte {exc.start})") from None
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        fs, path = self.resolve(uri)
+
+        def go() -> None:
+            parent = path.rsplit("/", 1)[0]
+            if parent and not is_s3(uri):
+                fs.create_dir(parent, recursive=True)
+            with fs.open_output_stream(path) as f:
+                f.write(data)
+
+        self._call("write", uri, go)
+
+    def write_text(self, uri: str, text: str) -> None:
+        self.write_bytes(uri, text.encode("utf-8"))
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self.resolve(uri)
+        info = self._call("stat", uri, lambda: fs.get_file_info(path))
+        return info.type != pafs.FileType.NotFound
+
+    def list_files(self, uri: str) -> list[str]:
+        """All files below a prefix, as URIs of the same kind, sorted."""
+        fs, path = self.resolve(uri)
+        selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        infos = self._call("list", uri, lambda: fs.get_file_info(selector))
+        prefix = "s3://" if is_s3(uri) else ""
+        return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
+
+    def ensure_bucket(self, uri: str) -> None:
+        if not is_s3(uri):
+            return
+        bucket, _ = split_s3(uri)
+        client = self.boto3_client()
+        try:
+            client.head_bucket(Bucket=bucket)
+        except client.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(f"bucket {bucket}: {exc}") from None
+            try:
+                client.create_bucket(Bucket=bucket)
+            except client.exceptions.ClientError as create_exc:
+                raise StorageError(f"cannot create bucket {bucket}: {create_exc}") from None
+
+    def upload_dir(self, local_dir: str | Path, uri: str) -> int:
+        """Copy a local folder under a URI; returns the number of files."""
+        local_dir = Path(local_dir)
+        self.ensure_bucket(uri)
+        n = 0
+        for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            self.write_bytes(join_uri(uri, file.relative_to(local_dir).as_posix()), file.read_bytes())
+            n += 1
+        return n
+
+    def download_dir(self, uri: str, local_dir: str | Path) -> int:
+        local_dir = Path(local_dir)
+        files = self.list_files(uri)
+        if not files:
+            raise ObjectNotFound(f"nothing found under {uri}")
+        _, root = self.resolve(uri)
+        prefix = ("s3://" if is_s3(uri) else "") + root
+        for f in files:
+            target = local_dir / f[len(prefix):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_bytes(f))
+        return len(files)

@@ -1,0 +1,218 @@
+"""The verbs of ameli-ray (build a KB, link a corpus, evaluate, the demo), shared by the CLI and
+the Ray job entrypoints. Each is a short composition of the core modules and one runner:
+`ray` (Ray Data actor pools, the default) or `local` (in-process, for small runs and tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.errors import InputFormatError
+from ameli_ray.evaluation import linking_metrics
+from ameli_ray.formats import read_entities, read_mentions
+from ameli_ray.kb.assets import KnowledgeBase, load_kb, write_kb
+from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
+from ameli_ray.storage.objects import is_s3
+
+Engine = Literal["ray", "local"]
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def ray_session(config: AmeliConfig, engine: Engine) -> Iterator[None]:
+    """Starts (and afterwards stops) a local Ray for the `ray` engine; joins a configured cluster."""
+    if engine != "ray":
+        yield
+        return
+    from ameli_ray.distributed.runtime import start_ray, stop_ray
+
+    import ray
+
+    owned = not ray.is_initialized()
+    start_ray(config.ray)
+    try:
+        yield
+    finally:
+        if owned:
+            stop_ray()
+
+
+def build_kb(
+    config: AmeliConfig, entities_uri: str, kb_uri: str, *, images_uri: str | None = None,
+    name: str | None = None, engine: Engine = "ray", version: str | None = None, say: Say = _quiet,
+) -> tuple[str, KnowledgeBase, dict]:
+    """Reads entities, embeds them, indexes them and writes a new KB version under `kb_uri`."""
+    store = ObjectStore(config.s3)
+    entities = read_entities(entities_uri, store, images_uri)
+    if not entities:
+        raise InputFormatError(f"{entities_uri} holds no entities: nothing to build a KB from")
+    say(f"read {len(entities)} entities from {entities_uri}")
+    name = name or Path(kb_uri.rstrip("/")).name or "kb"
+    start = time.perf_counter()
+    if engine == "ray":
+        from ameli_ray.distributed.data import build_kb_with_ray
+
+        kb, errors = build_kb_with_ray(entities, config, name)
+    else:
+        from ameli_ray.kb.build import build_kb_in_process
+
+        kb, errors = build_kb_in_process(entities, config, store, name)
+    seconds = time.perf_counter() - start
+    version_uri = write_kb(kb, kb_uri, store, version)
+    problems = [e for errs in errors for e in errs]
+    stats = {
+        "n_entities": len(entities),
+        "n_images": kb.manifest.n_images,
+        "seconds": round(seconds, 2),
+        "entities_per_s": round(len(entities) / seconds, 1),
+        "image_errors": len(problems),
+    }
+    say(f"KB {version_uri}: {stats['n_entities']} entities, {stats['n_images']} images, "
+        f"{stats['entities_per_s']} entities/s")
+    for p in problems[:10]:
+        say(f"  [yellow]skipped[/] {p}")
+    if len(problems) > 10:
+        say(f"  … and {len(problems) - 10} more image errors")
+    return version_uri, kb, stats
+
+
+def link(
+    config: AmeliConfig, kb_uri: str, mentions_uri: str, out_uri: str, *, images_uri: str | None = None,
+    engine: Engine = "ray", say: Say = _quiet,
+) -> dict:
+    """Links every mention and writes parquet (answer, top-K candidates, per-channel scores)."""
+    store = ObjectStore(config.s3)
+    from ameli_ray.kb.assets import read_manifest
+    from ameli_ray.linker import check_compatible
+
+    kb_version_uri, manifest = read_manifest(kb_uri, store)
+    check_compatible(manifest, config)
+    mentions = read_mentions(mentions_uri, store, images_uri)
+    say(f"read {len(mentions)} mentions from {mentions_uri}; KB {kb_version_uri}")
+    start = time.perf_counter()
+    if engine == "ray":
+        from ameli_ray.distributed.data import link_with_ray
+
+        link_with_ray(mentions, kb_version_uri, out_uri, config, store)
+    else:
+        _link_in_process(mentions, kb_version_uri, out_uri, config, store)
+    seconds = time.perf_counter() - start
+    stats = {"n_mentions": len(mentions), "seconds": round(seconds, 2),
+             "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
+    say(f"linked {len(mentions)} mentions into {out_uri} ({stats['mentions_per_s']} mentions/s)")
+    return stats
+
+
+def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> None:
+    from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row
+
+    kb = load_kb(kb_uri, store, config.index)
+    encoder = MentionEncoder(config, store)
+    check_compatible(kb.manifest, config, encoder)
+    linker = Linker(kb, config)
+    rows = []
+    batch = config.text_stage.batch_size
+    for start in range(0, len(mentions), batch):
+        rows.extend(link_result_row(r) for r in linker.link(encoder.encode(mentions[start : start + batch])))
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA), buf)
+    store.ensure_bucket(out_uri)
+    store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
+
+
+def read_link_results(out_uri: str, store: ObjectStore) -> pa.Table:
+    files = [f for f in store.list_files(out_uri) if f.endswith(".parquet")]
+    if not files:
+        raise InputFormatError(f"no link results (parquet files) under {out_uri}")
+    fs, _ = store.resolve(out_uri)
+    return pa.concat_tables(
+        [pq.read_table(store.resolve(f)[1], filesystem=fs) for f in files]
+    ).cast(LINK_RESULT_ARROW_SCHEMA)
+
+
+def evaluate(
+    config: AmeliConfig, entities_uri: str, mentions_uri: str, workdir: str, *, images_uri: str | None = None,
+    engine: Engine = "ray", say: Say = _quiet,
+) -> dict:
+    """Builds a KB from the entities, links the mentions, scores them; writes workdir/metrics.json."""
+    workdir_path = Path(workdir)
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    entity_images = join_uri(images_uri, "product_images") if images_uri else None
+    mention_images = join_uri(images_uri, "cleaned_review_images") if images_uri else None
+    kb_uri = str(workdir_path / "kb")
+    out_uri = str(workdir_path / "links")
+    with ray_session(config, engine):
+        version_uri, kb, build_stats = build_kb(
+            config, entities_uri, kb_uri, images_uri=entity_images, engine=engine, say=say
+        )
+        _clear_local(out_uri)
+        link_stats = link(config, version_uri, mentions_uri, out_uri, images_uri=mention_images, engine=engine, say=say)
+    metrics = score(read_link_results(out_uri, ObjectStore(config.s3)), build_stats, link_stats, version_uri)
+    (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str) -> dict:
+    metrics = linking_metrics(results.to_pylist())
+    metrics.update(
+        kb=kb_uri,
+        n_entities=build_stats["n_entities"],
+        kb_build_entities_per_s=build_stats["entities_per_s"],
+        linking_mentions_per_s=link_stats["mentions_per_s"],
+    )
+    return metrics
+
+
+def _clear_local(uri: str) -> None:
+    """Batch output folders are replaced, not appended to (Ray writes uniquely named files)."""
+    if is_s3(uri):
+        return
+    path = Path(uri)
+    if path.is_dir():
+        for f in path.glob("*.parquet"):
+            f.unlink()
+
+
+def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int = 0,
+         engine: Engine = "ray", say: Say = _quiet, progress=None) -> dict:
+    """The main job on the embedded default: catalogue -> local S3 -> KB -> link test split -> metrics."""
+    from ameli_ray.catalog import generate_catalog
+
+    workdir_path = Path(workdir)
+    catalog_dir = workdir_path / "catalog"
+    say(f"generating the demo catalogue ({n_products} products, seed {seed}) in {catalog_dir}")
+    summary = generate_catalog(catalog_dir, n_products=n_products, seed=seed, progress=progress)
+    with s3_for_run(config.s3) as s3:
+        config = config.model_copy(update={"s3": s3})
+        store = ObjectStore(s3)
+        say(f"S3 endpoint: {s3.endpoint_url or 'AWS default'}")
+        bucket = "s3://ameli-demo"
+        n_files = store.upload_dir(catalog_dir, f"{bucket}/catalog")
+        say(f"uploaded {n_files} catalogue files to {bucket}/catalog")
+        with ray_session(config, engine):
+            version_uri, _, build_stats = build_kb(
+                config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
+            )
+            out_uri = f"{bucket}/links/test"
+            link_stats = link(config, version_uri, f"{bucket}/catalog/mentions_test.json", out_uri, engine=engine, say=say)
+        results = read_link_results(out_uri, store)
+        pq.write_table(results, workdir_path / "links_test.parquet")
+    metrics = score(results, build_stats, link_stats, version_uri)
+    metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
+    (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
