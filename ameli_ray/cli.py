@@ -112,11 +112,10 @@ def build_kb(
     """Embed entities (text + images) with Ray Data, index them (FAISS + BM25), write versioned assets."""
     from ameli_ray import workflows
 
-    cfg = _config(config, set_)
-    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
-        version_uri, _, stats = workflows.build_kb(
-            cfg, entities, kb, images_uri=images, name=name, engine=engine, version=version, say=_say  # type: ignore[arg-type]
-        )
+    version_uri, _, stats = workflows.build_kb(
+        _config(config, set_), entities, kb, images_uri=images, name=name, engine=_engine(engine),  # type: ignore[arg-type]
+        version=version, say=_say,
+    )
     typer.echo(json.dumps({"kb": version_uri, **stats}))
 
 
@@ -133,9 +132,9 @@ def link(
     """Link a corpus of reviews: answer, top-K candidates and per-channel scores as parquet."""
     from ameli_ray import workflows
 
-    cfg = _config(config, set_)
-    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
-        stats = workflows.link(cfg, kb, mentions, out, images_uri=images, engine=engine, say=_say)  # type: ignore[arg-type]
+    stats = workflows.link(
+        _config(config, set_), kb, mentions, out, images_uri=images, engine=_engine(engine), say=_say  # type: ignore[arg-type]
+    )
     typer.echo(json.dumps(stats))
 
 

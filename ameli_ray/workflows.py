@@ -35,7 +35,9 @@ def _quiet(_: str) -> None:
 
 @contextlib.contextmanager
 def ray_session(config: AmeliConfig, engine: Engine) -> Iterator[None]:
-    """Starts (and afterwards stops) a local Ray for the `ray` engine; joins a configured cluster."""
+    """Starts (and afterwards stops) a local Ray for the `ray` engine, or joins a configured
+    cluster; inside an open session it does nothing, so `evaluate` and `demo` keep one Ray for
+    all their steps while `build_kb` and `link` alone start Ray only after their input is read."""
     if engine != "ray":
         yield
         return
@@ -67,7 +69,8 @@ def build_kb(
     if engine == "ray":
         from ameli_ray.distributed.data import build_kb_with_ray
 
-        kb, errors = build_kb_with_ray(entities, config, name)
+        with ray_session(config, engine):
+            kb, errors = build_kb_with_ray(entities, config, name)
     else:
         from ameli_ray.kb.build import build_kb_in_process
 
@@ -108,7 +111,8 @@ def link(
     if engine == "ray":
         from ameli_ray.distributed.data import link_with_ray
 
-        link_with_ray(mentions, kb_version_uri, out_uri, config, store)
+        with ray_session(config, engine):
+            link_with_ray(mentions, kb_version_uri, out_uri, config, store)
     else:
         _link_in_process(mentions, kb_version_uri, out_uri, config, store)
     seconds = time.perf_counter() - start
@@ -139,10 +143,9 @@ def read_link_results(out_uri: str, store: ObjectStore) -> pa.Table:
     files = [f for f in store.list_files(out_uri) if f.endswith(".parquet")]
     if not files:
         raise InputFormatError(f"no link results (parquet files) under {out_uri}")
-    fs, _ = store.resolve(out_uri)
     return pa.concat_tables(
-        [pq.read_table(store.resolve(f)[1], filesystem=fs) for f in files]
-    ).cast(LINK_RESULT_ARROW_SCHEMA)
+        [pq.read_table(io.BytesIO(store.read_bytes(f))).cast(LINK_RESULT_ARROW_SCHEMA) for f in files]
+    )
 
 
 def evaluate(

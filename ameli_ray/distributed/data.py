@@ -150,9 +150,32 @@ def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: Am
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
     store.ensure_bucket(out_uri)
-    fs, path = store.resolve(out_uri)
-    ds.write_parquet(path, filesystem=fs)
-    return len(mentions)
+    # Each block becomes one parquet file written through the ObjectStore (boto3 for S3), so the
+    # output goes wherever the inputs came from, with the same credentials and error messages.
+    written = ds.map_batches(
+        ParquetPartWriter, fn_constructor_kwargs={"s3": config.s3, "out_uri": out_uri},
+        batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0.25,
+    ).sum("rows")
+    return int(written or 0)
+
+
+class ParquetPartWriter:
+    def __init__(self, s3, out_uri: str):
+        self.store = ObjectStore(s3)
+        self.out_uri = out_uri
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import io
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        from ameli_ray.storage import join_uri
+
+        buf = io.BytesIO()
+        pq.write_table(batch, buf, compression="zstd")
+        self.store.write_bytes(join_uri(self.out_uri, f"part-{uuid.uuid4().hex}.parquet"), buf.getvalue())
+        return pa.table({"rows": [batch.num_rows]})
 
 
 def _blocks(n_rows: int, batch_size: int) -> int:

@@ -1,8 +1,10 @@
 """Files behind URIs: local paths and `s3://bucket/key`, one API for both.
 
-File I/O goes through pyarrow's filesystems (the same objects Ray Data reads and writes with);
-bucket management goes through boto3. Before the first S3 call the endpoint is probed with a
-short TCP connect, so an unreachable endpoint is a clear error in seconds, not a retry storm.
+S3 objects are read and written with boto3; local files with pyarrow's local filesystem.
+(pyarrow's own S3 client, curl-based, stalled now and then against moto's server here —
+"Operation too slow" on PutObject/UploadPart — while boto3 never did.) Before the
+first S3 call the endpoint is probed with a short TCP connect, so an unreachable endpoint is a
+clear error in seconds, not a retry storm.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class ObjectStore:
 
     def __init__(self, s3: S3Settings | None = None):
         self.s3 = s3 or S3Settings()
-        self._s3fs: pafs.S3FileSystem | None = None
+        self._client = None
         self._lock = threading.Lock()
         self._probed = False
 
@@ -75,71 +77,71 @@ class ObjectStore:
                 ) from None
         self._probed = True
 
-    def s3_filesystem(self) -> pafs.S3FileSystem:
-        with self._lock:
-            if self._s3fs is None:
-                self.probe()
-                scheme, netloc = self._endpoint()
-                kwargs: dict = dict(
-                    region=self.s3.region,
-                    connect_timeout=self.s3.connect_timeout_s,
-                    request_timeout=self.s3.request_timeout_s,
-                    retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=self.s3.max_attempts),
-                )
-                if netloc is not None:
-                    kwargs.update(endpoint_override=netloc, scheme=scheme)
-                if self.s3.access_key_id and self.s3.secret_access_key:
-                    kwargs.update(
-                        access_key=self.s3.access_key_id.get_secret_value(),
-                        secret_key=self.s3.secret_access_key.get_secret_value(),
-                    )
-                self._s3fs = pafs.S3FileSystem(**kwargs)
-            return self._s3fs
-
     def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
-        """The pyarrow filesystem and the path within it for a URI (what Ray Data takes)."""
+        """The pyarrow filesystem and path of a local URI (S3 objects go through boto3)."""
         uri = str(uri)
         if is_s3(uri):
-            bucket, key = split_s3(uri)
-            return self.s3_filesystem(), f"{bucket}/{key}".rstrip("/")
+            raise StorageError(f"resolve() is for local paths; {uri} is read through boto3")
         if "://" in uri and not uri.startswith("file://"):
             raise StorageError(f"unsupported URI scheme in {uri!r}: use a local path or s3://")
         path = uri.removeprefix("file://")
         return pafs.LocalFileSystem(), str(Path(path).expanduser().absolute())
 
     def boto3_client(self):
-        import boto3
-        from botocore.config import Config
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from botocore.config import Config
 
-        self.probe()
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3.endpoint_url,
-            region_name=self.s3.region,
-            aws_access_key_id=self.s3.access_key_id.get_secret_value() if self.s3.access_key_id else None,
-            aws_secret_access_key=self.s3.secret_access_key.get_secret_value() if self.s3.secret_access_key else None,
-            config=Config(
-                connect_timeout=self.s3.connect_timeout_s,
-                read_timeout=self.s3.request_timeout_s,
-                retries={"max_attempts": self.s3.max_attempts, "mode": "standard"},
-            ),
-        )
+                self.probe()
+                self._client = boto3.client(
+                    "s3",
+                    endpoint_url=self.s3.endpoint_url,
+                    region_name=self.s3.region,
+                    aws_access_key_id=self.s3.access_key_id.get_secret_value() if self.s3.access_key_id else None,
+                    aws_secret_access_key=self.s3.secret_access_key.get_secret_value() if self.s3.secret_access_key else None,
+                    config=Config(
+                        connect_timeout=self.s3.connect_timeout_s,
+                        read_timeout=self.s3.request_timeout_s,
+                        retries={"max_attempts": self.s3.max_attempts, "mode": "standard"},
+                    ),
+                )
+            return self._client
 
     # -- operations --------------------------------------------------------------------------
     def _call(self, what: str, uri: str, fn):
+        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
         try:
             return fn()
         except FileNotFoundError:
             raise ObjectNotFound(f"{what}: not found: {uri}") from None
-        except OSError as exc:
-            msg = str(exc)
-            if "NoSuchBucket" in msg or "does not exist" in msg.lower() or "Path does not exist" in msg:
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
                 raise ObjectNotFound(f"{what}: not found: {uri}") from None
-            if "Couldn't connect" in msg or "curlCode: 7" in msg or "Connection refused" in msg:
-                raise StorageUnreachable(f"{what}: S3 endpoint {self.s3.endpoint_url or 'AWS'} unreachable for {uri}") from None
-            raise StorageError(f"{what} {uri}: {msg}") from None
+            raise StorageError(f"{what} {uri}: {code or exc}") from None
+        except BotoConnectionError:
+            raise StorageUnreachable(f"{what}: S3 endpoint {self.s3.endpoint_url or 'AWS'} unreachable for {uri}") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"{what} {uri}: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"{what} {uri}: {exc}") from None
 
     def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
+        def too_big(size: int | None) -> None:
+            if max_bytes is not None and size is not None and size > max_bytes:
+                raise StorageError(f"read: {uri} is {size} bytes, over the limit of {max_bytes}")
+
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+
+            def get() -> bytes:
+                obj = self.boto3_client().get_object(Bucket=bucket, Key=key)
+                too_big(obj.get("ContentLength"))
+                return obj["Body"].read()
+
+            return self._call("read", uri, get)
         fs, path = self.resolve(uri)
 
         def go() -> bytes:
@@ -148,8 +150,7 @@ class ObjectStore:
                 raise FileNotFoundError(path)
             if info.type != pafs.FileType.File:
                 raise StorageError(f"read: {uri} is not a file")
-            if max_bytes is not None and info.size is not None and info.size > max_bytes:
-                raise StorageError(f"read: {uri} is {info.size} bytes, over the limit of {max_bytes}")
+            too_big(info.size)
             with fs.open_input_stream(path) as f:
                 return f.read()
 
@@ -163,12 +164,14 @@ class ObjectStore:
             raise StorageError(f"{uri} is not valid {encoding} text (byte {exc.start})") from None
 
     def write_bytes(self, uri: str, data: bytes) -> None:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self._call("write", uri, lambda: self.boto3_client().put_object(Bucket=bucket, Key=key, Body=data))
+            return
         fs, path = self.resolve(uri)
 
         def go() -> None:
-            parent = path.rsplit("/", 1)[0]
-            if parent and not is_s3(uri):
-                fs.create_dir(parent, recursive=True)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             with fs.open_output_stream(path) as f:
                 f.write(data)
 
@@ -178,17 +181,35 @@ class ObjectStore:
         self.write_bytes(uri, text.encode("utf-8"))
 
     def exists(self, uri: str) -> bool:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            try:
+                self._call("stat", uri, lambda: self.boto3_client().head_object(Bucket=bucket, Key=key))
+                return True
+            except ObjectNotFound:
+                return False
         fs, path = self.resolve(uri)
         info = self._call("stat", uri, lambda: fs.get_file_info(path))
         return info.type != pafs.FileType.NotFound
 
     def list_files(self, uri: str) -> list[str]:
         """All files below a prefix, as URIs of the same kind, sorted."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            prefix = key.rstrip("/") + "/" if key else ""
+
+            def go() -> list[str]:
+                pages = self.boto3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                return [f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", [])]
+
+            try:
+                return sorted(self._call("list", uri, go))
+            except ObjectNotFound:
+                return []
         fs, path = self.resolve(uri)
         selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
         infos = self._call("list", uri, lambda: fs.get_file_info(selector))
-        prefix = "s3://" if is_s3(uri) else ""
-        return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
     def ensure_bucket(self, uri: str) -> None:
         if not is_s3(uri):
@@ -221,8 +242,7 @@ class ObjectStore:
         files = self.list_files(uri)
         if not files:
             raise ObjectNotFound(f"nothing found under {uri}")
-        _, root = self.resolve(uri)
-        prefix = ("s3://" if is_s3(uri) else "") + root
+        prefix = uri.rstrip("/") if is_s3(uri) else self.resolve(uri)[1]
         for f in files:
             target = local_dir / f[len(prefix):].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
