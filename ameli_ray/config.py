@@ -102,6 +102,23 @@ class RetrievalSettings(_Section):
     weights: FusionWeights = Field(default_factory=FusionWeights)
 
 
+class OcrSettings(_Section):
+    engine: Literal["rapidocr", "tesseract", "none"] = Field("rapidocr", description="none disables OCR")
+    min_confidence: float = Field(0.5, ge=0, le=1, description="keep lines above this (the paper: 0.5)")
+    rotations: list[int] = Field([90, 180, 270], description="tried when the upright pass reads little")
+    retry_below_chars: int = Field(4, ge=0, description="upright text shorter than this triggers the rotations")
+    max_side: int = Field(1024, ge=64, description="larger images are scaled down before OCR")
+
+
+class AttributeSettings(_Section):
+    extract: bool = Field(True, description="extract attribute values from review text and OCR")
+    ocr_mentions: bool = Field(True, description="OCR review photos")
+    ocr_entities: bool = Field(False, description="OCR product images at KB build (their text joins the entity's lexical document)")
+    retrieval_weight: float = Field(0.2, ge=0, description="weight of attribute agreement in the fused retrieval score")
+    filter: bool = Field(True, description="answer the best candidate not contradicted by extracted attributes")
+    filter_depth: int = Field(10, ge=1, description="how far down the ranking the filter may go")
+
+
 class RaySettings(_Section):
     address: str = Field("local", description="'local' starts a private Ray on 127.0.0.1; 'auto' or ray://… joins a cluster")
     num_cpus: int | None = Field(None, ge=1, description="for address=local; None = all cores")
@@ -120,6 +137,8 @@ class AmeliConfig(BaseSettings):
     images: ImageLimits = Field(default_factory=ImageLimits)
     index: IndexSettings = Field(default_factory=IndexSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    attributes: AttributeSettings = Field(default_factory=AttributeSettings)
     # Ray Data stages. Fractional CPUs by default: on a 2-core machine whole-CPU actors starve the read tasks.
     # The text stage does most of the work of a KB build: it gets two torch threads by default.
     text_stage: StageResources = Field(
@@ -130,6 +149,9 @@ class AmeliConfig(BaseSettings):
     )
     retrieve_stage: StageResources = Field(
         default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=128)
+    )
+    ocr_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=16)
     )
 
     @model_validator(mode="after")

@@ -150,8 +150,8 @@ def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: Am
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
     store.ensure_bucket(out_uri)
-    # Each block becomes one parquet file written through the ObjectStore (boto3 for S3), so the
-    # output goes wherever the inputs came from, with the same credentials and error messages.
+    # Each block becomes one parquet file written through the ObjectStore, so the output goes
+    # wherever the inputs came from with the same credentials, timeouts and error messages.
     written = ds.map_batches(
         ParquetPartWriter, fn_constructor_kwargs={"s3": config.s3, "out_uri": out_uri},
         batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0.25,

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ class LocalS3Server:
         self.port = port or free_port()
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen | None = None
+        self._log = None
 
     @property
     def endpoint_url(self) -> str:
@@ -53,17 +55,21 @@ class LocalS3Server:
 
     def start(self) -> "LocalS3Server":
         env = {**os.environ, "AWS_ACCESS_KEY_ID": LOCAL_KEY, "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET}
+        # moto logs every request; a pipe nobody reads fills after ~1,000 requests and then blocks
+        # the server mid-request, so the log goes to a file (read back only if the start fails).
+        self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # keeps a Ctrl-C in the terminal from killing it before we do
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace")
                 raise StorageError(f"local S3 server exited at start (code {self._proc.returncode}): {err[-500:]}")
             try:
                 urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()
@@ -82,9 +88,10 @@ class LocalS3Server:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
-        if self._proc.stderr:
-            self._proc.stderr.close()
         self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> "LocalS3Server":
         return self.start()

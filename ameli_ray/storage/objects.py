@@ -1,8 +1,7 @@
 """Files behind URIs: local paths and `s3://bucket/key`, one API for both.
 
-S3 objects are read and written with boto3; local files with pyarrow's local filesystem.
-(pyarrow's own S3 client, curl-based, stalled now and then against moto's server here —
-"Operation too slow" on PutObject/UploadPart — while boto3 never did.) Before the
+S3 objects are read and written with boto3 (one client, one set of retries and timeouts, one
+kind of error to translate); local files with pyarrow's local filesystem. Before the
 first S3 call the endpoint is probed with a short TCP connect, so an unreachable endpoint is a
 clear error in seconds, not a retry storm.
 """

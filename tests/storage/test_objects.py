@@ -50,3 +50,12 @@ def test_size_limit(tmp_path, s3_store):
     path.write_bytes(b"0" * 1000)
     with pytest.raises(Exception, match="over the limit"):
         s3_store.read_bytes(str(path), max_bytes=10)
+
+
+@pytest.mark.slow
+def test_local_server_survives_thousands_of_requests(s3_store, s3_bucket):
+    """moto logs every request; the server must not block once a log buffer would be full."""
+    for i in range(1500):
+        assert not s3_store.exists(f"{s3_bucket}/missing-{i}")
+    s3_store.write_bytes(f"{s3_bucket}/after", b"ok")
+    assert s3_store.read_bytes(f"{s3_bucket}/after") == b"ok"

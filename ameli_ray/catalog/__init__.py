@@ -1,0 +1,11 @@
+"""The generated demo catalogue: products, images, reviews and splits in the AMELI release format."""
+
+from ameli_ray.catalog.generator import (
+    CATEGORY_NAMES,
+    COLOR_RGB,
+    CatalogSummary,
+    generate_catalog,
+    is_informative_value,
+)
+
+__all__ = ["CATEGORY_NAMES", "COLOR_RGB", "CatalogSummary", "generate_catalog", "is_informative_value"]
