@@ -93,6 +93,7 @@ class FusionWeights(_Section):
     text: float = Field(0.45, ge=0)
     image: float = Field(0.15, ge=0)
     lexical: float = Field(0.40, ge=0)
+    attributes: float = Field(0.20, ge=0, description="agreement of the mention's attribute values with the entity's")
 
 
 class RetrievalSettings(_Section):
@@ -111,10 +112,11 @@ class OcrSettings(_Section):
 
 
 class AttributeSettings(_Section):
-    extract: bool = Field(True, description="extract attribute values from review text and OCR")
+    source: Literal["extracted", "gold", "none"] = Field(
+        "extracted", description="extracted: from review text + OCR; gold: the mention's known values (upper bound); none"
+    )
     ocr_mentions: bool = Field(True, description="OCR review photos")
     ocr_entities: bool = Field(False, description="OCR product images at KB build (their text joins the entity's lexical document)")
-    retrieval_weight: float = Field(0.2, ge=0, description="weight of attribute agreement in the fused retrieval score")
     filter: bool = Field(True, description="answer the best candidate not contradicted by extracted attributes")
     filter_depth: int = Field(10, ge=1, description="how far down the ranking the filter may go")
 

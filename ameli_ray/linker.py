@@ -19,7 +19,10 @@ from ameli_ray.encoders.image import embed_image_lists, split_by_owner
 from ameli_ray.errors import ConfigError
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase
 from ameli_ray.retrieval.retriever import CandidateRetriever, MentionQuery
-from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
+from ameli_ray.attributes.evidence import mention_attributes, read_text_in_images, wants_mention_ocr
+from ameli_ray.attributes.extract import prepare_agreement
+from ameli_ray.attributes.ocr import make_ocr_engine
+from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute
 from ameli_ray.storage import ObjectStore
 
 
@@ -28,6 +31,7 @@ class EncodedMention:
     mention: Mention
     query: MentionQuery
     errors: list[str] = field(default_factory=list)
+    ocr: list[tuple[str, float]] = field(default_factory=list)  # (line, confidence) read from its photos
 
 
 class MentionEncoder:
@@ -39,12 +43,18 @@ class MentionEncoder:
         self.store = store
         self.text = text_encoder or TextEncoder(config.text_encoder, store)
         self.image = image_encoder or ImageEncoder(config.image_encoder, store)
+        self.ocr = make_ocr_engine(config.ocr) if wants_mention_ocr(config) else None
 
     def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
         text_emb = embed_mention_texts(mentions, self.text)
         photos, errors = embed_mention_images(mentions, self.image, self.store, self.config)
+        ocr = (
+            read_text_in_images([m.image_uris for m in mentions], self.ocr, self.store, self.config)[0]
+            if self.ocr is not None
+            else [[] for _ in mentions]
+        )
         return [
-            EncodedMention(m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i])
+            EncodedMention(m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i], ocr[i])
             for i, m in enumerate(mentions)
         ]
 
@@ -89,25 +99,44 @@ class Linker:
         self.kb = kb
         self.config = config
         self.retriever = CandidateRetriever(kb, config.retrieval)
+        prepare_agreement(kb.vocabulary)  # per-KB lookup tables, built once here rather than on the first mention
 
     def link(self, encoded: list[EncodedMention]) -> list[LinkResult]:
+        source = self.config.attributes.source
+        for enc in encoded:
+            enc.query.attributes = mention_attributes(enc.mention, enc.ocr, self.kb.vocabulary, source)
         candidates = self.retriever.retrieve([e.query for e in encoded])
         results = []
         for enc, cands in zip(encoded, candidates):
-            best = cands[0] if cands else None
+            best, filtered = self._answer(cands)
             results.append(
                 LinkResult(
                     mention_id=enc.mention.id,
-                    # disambiguation and the "no match" threshold come with issue 4; for now the
-                    # top fused candidate is the answer
+                    # disambiguation and the "no match" threshold come with issue 4
                     entity_id=best.entity_id if best else NIL_ENTITY,
                     score=best.score if best else -math.inf,
                     candidates=cands,
                     gold_entity_id=enc.mention.gold_entity_id,
+                    attributes=[
+                        MentionAttribute(key=a.key, value=a.value, source=a.source, confidence=a.confidence)
+                        for a in enc.query.attributes
+                    ],
+                    filtered=filtered,
                     errors=enc.errors,
                 )
             )
         return results
+
+    def _answer(self, cands: list[Candidate]) -> tuple[Candidate | None, bool]:
+        """The paper's attribute filter: the best candidate no extracted value contradicts
+        (within `filter_depth`); the top one when every candidate there is contradicted."""
+        if not cands:
+            return None, False
+        if self.config.attributes.filter:
+            for cand in cands[: self.config.attributes.filter_depth]:
+                if not cand.contradicted:
+                    return cand, cand is not cands[0]
+        return cands[0], False
 
 
 def link_result_row(result: LinkResult) -> dict:
@@ -124,5 +153,9 @@ def link_result_row(result: LinkResult) -> dict:
         "text_scores": [c.channel_scores.get("text", nan) for c in cands],
         "image_scores": [c.channel_scores.get("image", nan) for c in cands],
         "lexical_scores": [c.channel_scores.get("lexical", nan) for c in cands],
+        "attribute_scores": [c.channel_scores.get("attributes", nan) for c in cands],
+        "contradicted": [c.contradicted for c in cands],
+        "attributes": [a.model_dump() for a in result.attributes],
+        "filtered": result.filtered,
         "errors": list(result.errors),
     }

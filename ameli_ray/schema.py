@@ -91,6 +91,18 @@ class Candidate(BaseModel):
     entity_id: str
     score: float
     channel_scores: dict[str, float] = Field(default_factory=dict)
+    contradicted: bool = False  # an extracted attribute value contradicts this entity's
+
+
+class MentionAttribute(BaseModel):
+    """An attribute value the linker read from the mention (text or photo) or was given (gold)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    value: str  # normalised
+    source: str  # text | ocr | gold
+    confidence: float
 
 
 class LinkResult(BaseModel):
@@ -101,6 +113,8 @@ class LinkResult(BaseModel):
     score: float
     candidates: list[Candidate]
     gold_entity_id: str | None = None
+    attributes: list[MentionAttribute] = Field(default_factory=list)
+    filtered: bool = False  # the attribute filter passed over a higher-ranked, contradicted candidate
     errors: list[str] = Field(default_factory=list)  # per-record problems, e.g. an unreadable image
 
 
@@ -128,6 +142,15 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ("text_scores", pa.list_(pa.float32())),
         ("image_scores", pa.list_(pa.float32())),
         ("lexical_scores", pa.list_(pa.float32())),
+        ("attribute_scores", pa.list_(pa.float32())),
+        ("contradicted", pa.list_(pa.bool_())),
+        (
+            "attributes",
+            pa.list_(
+                pa.struct([("key", pa.string()), ("value", pa.string()), ("source", pa.string()), ("confidence", pa.float32())])
+            ),
+        ),
+        ("filtered", pa.bool_()),
         ("errors", pa.list_(pa.string())),
     ]
 )

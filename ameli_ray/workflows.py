@@ -26,6 +26,7 @@ from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
 
 Engine = Literal["ray", "local"]
+REJECTED = "_rejected.jsonl"
 Say = Callable[[str], None]
 
 
@@ -105,8 +106,15 @@ def link(
 
     kb_version_uri, manifest = read_manifest(kb_uri, store)
     check_compatible(manifest, config)
-    mentions = read_mentions(mentions_uri, store, images_uri)
+    rejected: list[str] = []
+    mentions = read_mentions(mentions_uri, store, images_uri, rejected)
     say(f"read {len(mentions)} mentions from {mentions_uri}; KB {kb_version_uri}")
+    _clear_local(out_uri)
+    if rejected:
+        # a corpus is linked even when some records are bad; which ones, and why, goes beside the output
+        store.ensure_bucket(out_uri)
+        store.write_text(join_uri(out_uri, REJECTED), "".join(json.dumps({"error": r}) + "\n" for r in rejected))
+        say(f"[yellow]{len(rejected)} records rejected[/] (see {join_uri(out_uri, REJECTED)}), e.g. {rejected[0]}")
     start = time.perf_counter()
     if engine == "ray":
         from ameli_ray.distributed.data import link_with_ray
@@ -116,7 +124,7 @@ def link(
     else:
         _link_in_process(mentions, kb_version_uri, out_uri, config, store)
     seconds = time.perf_counter() - start
-    stats = {"n_mentions": len(mentions), "seconds": round(seconds, 2),
+    stats = {"n_mentions": len(mentions), "n_rejected": len(rejected), "seconds": round(seconds, 2),
              "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
     say(f"linked {len(mentions)} mentions into {out_uri} ({stats['mentions_per_s']} mentions/s)")
     return stats
@@ -163,15 +171,24 @@ def evaluate(
         version_uri, kb, build_stats = build_kb(
             config, entities_uri, kb_uri, images_uri=entity_images, engine=engine, say=say
         )
-        _clear_local(out_uri)
         link_stats = link(config, version_uri, mentions_uri, out_uri, images_uri=mention_images, engine=engine, say=say)
-    metrics = score(read_link_results(out_uri, ObjectStore(config.s3)), build_stats, link_stats, version_uri)
+    store = ObjectStore(config.s3)
+    metrics = score(read_link_results(out_uri, store), build_stats, link_stats, version_uri, read_mentions(mentions_uri, store))
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str) -> dict:
-    metrics = linking_metrics(results.to_pylist())
+def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str, mentions: list | None = None) -> dict:
+    rows = results.to_pylist()
+    metrics = linking_metrics(rows)
+    gold = {m.id: m.gold_attributes for m in mentions or [] if m.gold_attributes}
+    if gold:
+        from ameli_ray.evaluation.attributes import attribute_prf
+
+        scored = [r for r in rows if r["mention_id"] in gold]
+        predicted = [{a["key"]: a["value"] for a in sorted(r["attributes"], key=lambda a: a["confidence"])} for r in scored]
+        prf = attribute_prf(predicted, [gold[r["mention_id"]] for r in scored])
+        metrics.update({f"attribute_{k}": prf[k] for k in ("precision", "recall", "f1")})
     metrics.update(
         kb=kb_uri,
         n_entities=build_stats["n_entities"],
@@ -182,13 +199,13 @@ def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str) -
 
 
 def _clear_local(uri: str) -> None:
-    """Batch output folders are replaced, not appended to (Ray writes uniquely named files)."""
+    """Batch output folders are replaced, not appended to (parts have unique names)."""
     if is_s3(uri):
         return
     path = Path(uri)
     if path.is_dir():
-        for f in path.glob("*.parquet"):
-            f.unlink()
+        for f in [*path.glob("*.parquet"), path / REJECTED]:
+            f.unlink(missing_ok=True)
 
 
 def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int = 0,
@@ -215,7 +232,7 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
             link_stats = link(config, version_uri, f"{bucket}/catalog/mentions_test.json", out_uri, engine=engine, say=say)
         results = read_link_results(out_uri, store)
         pq.write_table(results, workdir_path / "links_test.parquet")
-    metrics = score(results, build_stats, link_stats, version_uri)
+    metrics = score(results, build_stats, link_stats, version_uri, read_mentions(str(catalog_dir / "mentions_test.json"), ObjectStore()))
     metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -64,7 +64,8 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     tfidf_s = time.perf_counter() - start
     rows = [(name, "TF-IDF baseline", recall(base, gold), None)]
 
-    config = AmeliConfig()
+    # retrieval alone: attributes (bench/attribute_ablation.py measures them) stay out of these rows
+    config = AmeliConfig.load(None, ["attributes.source=none"])
     start = time.perf_counter()
     kb, _ = build_kb_in_process(entities, config, store, name)
     build_s = time.perf_counter() - start
@@ -76,8 +77,8 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     default_recall = recall([[c.entity_id for c in r.candidates] for r in results], gold)
 
     mixes = {
-        "text only (MiniLM)": ["retrieval.lexical=false", "retrieval.weights.text=1"],
-        "BM25 only": ["retrieval.weights.text=0", "retrieval.weights.lexical=1"],
+        "text only (MiniLM)": ["attributes.source=none", "retrieval.lexical=false", "retrieval.weights.text=1"],
+        "BM25 only": ["attributes.source=none", "retrieval.weights.text=0", "retrieval.weights.lexical=1"],
     }
     for label, overrides in mixes.items():
         cfg = AmeliConfig.load(None, overrides)
@@ -101,7 +102,7 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"no benchmark data at {args.data} (pass --data)", file=sys.stderr)
         return 2
-    console = Console()
+    console = Console(width=170)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ameli-bench-"))
     rows = []
     for name in args.datasets:

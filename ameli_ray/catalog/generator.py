@@ -1178,6 +1178,7 @@ _OUTLINE = (70, 70, 74)
 _LABEL_BG = (250, 250, 246)
 _INK = (16, 16, 18)
 _DARK = (22, 24, 30)
+_Line = tuple[str, tuple[str, ...], int]  # a label line: text, the Spec keys it shows, font px at 224
 
 
 @dataclass(frozen=True)
@@ -1220,7 +1221,8 @@ class _Canvas:
 
     def pt(self, x: float, y: float) -> tuple[int, int]:
         s = self.size
-        return (round(((x - 0.5) * self.scale + 0.5 + self.dx) * s), round(((y - 0.5) * self.scale + 0.5 + self.dy) * s))
+        return (round(((x - 0.5) * self.scale + 0.5 + self.dx) * s),
+                round(((y - 0.5) * self.scale + 0.5 + self.dy) * s))
 
     def box(self, x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
         return (*self.pt(x0, y0), *self.pt(x1, y1))
@@ -1243,7 +1245,7 @@ class _Canvas:
         getattr(bmask, kind)(xy, fill=255 if body else 0, outline=0 if outline else None, width=width, **kw)
         getattr(fmask, kind)(xy, fill=255, outline=255 if outline else None, width=width, **kw)
 
-    def label(self, xy: tuple[int, int, int, int], lines: Sequence[tuple[str, tuple[str, ...], int]],
+    def label(self, xy: tuple[int, int, int, int], lines: Sequence[_Line],
               *, background: bool = True) -> None:
         """A light label with dark, centred lines of text, each shrunk to fit the label width."""
         x0, y0, x1, y1 = xy
@@ -1287,7 +1289,7 @@ def _printed(kind: str, value: str) -> str:
     }.get(kind, value.upper() if kind in ("clothing", "functions", "plain") else value)
 
 
-def _printed_lines(product: _Product, *, big: int, keys: Iterable[str] | None = None) -> list[tuple[str, tuple[str, ...], int]]:
+def _printed_lines(product: _Product, *, big: int, keys: Iterable[str] | None = None) -> list[_Line]:
     """Label lines for the printable axis values of `product` (all of them unless `keys` given)."""
     out = []
     for axis in product.category.axes:
@@ -1310,11 +1312,11 @@ def _render_view(product: _Product, view: int, size: int, seed: int) -> _Rendere
     return canvas.done()
 
 
-def _brand_line(product: _Product, px: int) -> tuple[str, tuple[str, ...], int]:
+def _brand_line(product: _Product, px: int) -> _Line:
     return (product.family.brand.upper(), ("Brand",), px)
 
 
-def _model_line(product: _Product, px: int) -> tuple[str, tuple[str, ...], int]:
+def _model_line(product: _Product, px: int) -> _Line:
     return (product.attrs["Model Number"], ("Model Number",), px)
 
 
@@ -1739,7 +1741,8 @@ def _axis_sentence(kind: str, value: str, direct: bool, product: _Product, rng: 
                      f"Configured with {amount} of memory, it never slows down."))
     if kind == "inches":
         if direct:
-            return pick((f"The screen is {value} diagonally, which is just right for me.", f"I chose the {value} size."))
+            return pick((f"The screen is {value} diagonally, which is just right for me.",
+                         f"I chose the {value} size."))
         return pick((f"The {number}-inch screen is just right for me.", f'I chose the {number}" size.',
                      f"Went with the {number} inch model."))
     if kind == "hertz":
@@ -1868,7 +1871,8 @@ def _make_review(review_id: int, product: _Product, views: list[_Rendered], rng:
     for key, value in product.attrs.items():
         if key not in text_values and is_informative_value(value) and _literal(value).search(text):
             text_values[key] = value
-    photo_values = {k: product.attrs[k] for k in sorted(ocr_keys | image_keys) if is_informative_value(product.attrs[k])}
+    photo_values = {k: product.attrs[k] for k in sorted(ocr_keys | image_keys)
+                    if is_informative_value(product.attrs[k])}
     gold: dict[str, str] = {}
     sources: dict[str, str] = {}
     for key in product.attrs:

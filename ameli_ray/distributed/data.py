@@ -69,17 +69,63 @@ class ImageEmbedStage:
         )
 
 
+class OcrStage:
+    """Text read from each record's pictures: review photos (attribute evidence) or product images."""
+
+    def __init__(self, config: AmeliConfig, kind: str):
+        from ameli_ray.attributes.ocr import make_ocr_engine
+
+        set_threads(config.ocr_stage)
+        self.kind = kind
+        self.config = config
+        self.store = ObjectStore(config.s3)
+        self.engine = make_ocr_engine(config.ocr, threads=config.ocr_stage.threads or 1)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ameli_ray.attributes.evidence import read_text_in_images
+
+        records = _records(batch, self.kind)
+        limit = self.config.image_encoder
+        lines, errors = read_text_in_images(
+            [r.image_uris for r in records], self.engine, self.store, self.config,
+            limit.max_images_per_entity if self.kind == "entity" else limit.max_images_per_mention,
+        )
+        return batch.append_column(
+            "ocr", pa.array([[{"text": t, "confidence": c} for t, c in item] for item in lines], _OCR_LINES)
+        ).append_column("ocr_errors", pa.array(errors, pa.list_(pa.string())))
+
+
+_OCR_LINES = pa.list_(pa.struct([("text", pa.string()), ("confidence", pa.float32())]))
+
+
+def _ocr_wanted(kind: str, config: AmeliConfig) -> bool:
+    from ameli_ray.attributes.evidence import wants_mention_ocr
+
+    if kind == "mention":
+        return wants_mention_ocr(config)
+    return config.ocr.engine != "none" and config.attributes.ocr_entities
+
+
 def _embedded(records: list, kind: str, config: AmeliConfig):
-    """A dataset of records with text_emb, image_emb and errors columns."""
+    """A dataset of records with text_emb, image_emb and errors columns (and ocr, ocr_errors
+    when OCR runs for this kind of record)."""
     import ray
 
     rows = [{"row": i, "record": r.model_dump_json()} for i, r in enumerate(records)]
     kwargs = {"config": config, "kind": kind}
-    return (
-        ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
-        .map_batches(TextEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.text_stage))
-        .map_batches(ImageEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.image_stage))
-    )
+    ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
+    if _ocr_wanted(kind, config):
+        ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
+    return ds.map_batches(
+        TextEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.text_stage)
+    ).map_batches(ImageEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.image_stage))
+
+
+def _ocr_of(batch: pa.Table) -> tuple[list[list[tuple[str, float]]], list[list[str]]]:
+    if "ocr" not in batch.column_names:
+        return [[] for _ in range(batch.num_rows)], [[] for _ in range(batch.num_rows)]
+    lines = [[(d["text"], d["confidence"]) for d in item] for item in batch.column("ocr").to_pylist()]
+    return lines, batch.column("ocr_errors").to_pylist()
 
 
 def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) -> tuple[KnowledgeBase, list[list[str]]]:
@@ -92,12 +138,16 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
     text_emb: list = [None] * len(entities)
     image_emb: list = [None] * len(entities)
     errors: list[list[str]] = [[] for _ in entities]
+    ocr_text: list[str] = [""] * len(entities)
     for batch in _embedded(entities, "entity", config).iter_batches(batch_format="pyarrow", batch_size=None):
-        for r, t, im, errs in zip(
+        lines, ocr_errors = _ocr_of(batch)
+        for r, t, im, errs, ocr, oerrs in zip(
             batch.column("row").to_pylist(), batch.column("text_emb").to_numpy(zero_copy_only=False),
             batch.column("image_emb").to_numpy(zero_copy_only=False), batch.column("errors").to_pylist(),
+            lines, ocr_errors,
         ):
-            text_emb[r], image_emb[r], errors[r] = t, im, errs
+            text_emb[r], image_emb[r], errors[r] = t, im, errs + oerrs
+            ocr_text[r] = " ".join(text for text, _ in ocr)
     embed_seconds = time.perf_counter() - start
     # built on the driver only for its identity (model id, weights fingerprint, dim): cheap
     image_encoder = ImageEncoder(config.image_encoder, ObjectStore(config.s3), device="cpu")
@@ -108,6 +158,7 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
         np.concatenate([np.asarray(v, np.float32) for v in image_emb]).reshape(-1, dim), owners,
         name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
         image_fingerprint=image_encoder.fingerprint, index_settings=config.index, lexical=config.retrieval.lexical,
+        entity_ocr=ocr_text if _ocr_wanted("entity", config) else None,
         build_info={
             "runner": "ray-data",
             "embed_seconds": round(embed_seconds, 3),
@@ -132,13 +183,15 @@ class RetrieveStage:
 
         dim = self.kb.manifest.image_dim
         encoded = []
-        for mj, t, im, errs in zip(
+        lines, ocr_errors = _ocr_of(batch)
+        for mj, t, im, errs, ocr, oerrs in zip(
             batch.column("record").to_pylist(), batch.column("text_emb").to_numpy(zero_copy_only=False),
             batch.column("image_emb").to_numpy(zero_copy_only=False), batch.column("errors").to_pylist(),
+            lines, ocr_errors,
         ):
             m = Mention.model_validate_json(mj)
             query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim))
-            encoded.append(EncodedMention(m, query, errs))
+            encoded.append(EncodedMention(m, query, errs + oerrs, ocr))
         rows = [link_result_row(r) for r in self.linker.link(encoded)]
         return pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
 

@@ -37,10 +37,13 @@ def read_entities(uri: str, store: ObjectStore, images_uri: str | None = None) -
     return read_ameli_entities(uri, store, images_uri)
 
 
-def read_mentions(uri: str, store: ObjectStore, images_uri: str | None = None) -> list[Mention]:
+def read_mentions(
+    uri: str, store: ObjectStore, images_uri: str | None = None, rejected: list[str] | None = None
+) -> list[Mention]:
+    """With a `rejected` list, invalid records are reported there and skipped, not fatal."""
     if _is_jsonl(uri):
-        return read_jsonl_mentions(uri, store, images_uri)
-    return read_ameli_mentions(uri, store, images_uri)
+        return read_jsonl_mentions(uri, store, images_uri, rejected)
+    return read_ameli_mentions(uri, store, images_uri, rejected)
 
 
 __all__ = [

@@ -306,13 +306,24 @@ def mention_from_record(obj: Any, *, uri: str, index: int, images_uri: str) -> M
     )
 
 
-def read_ameli_mentions(uri: str, store: ObjectStore, images_uri: str | None = None) -> list[Mention]:
-    """Read an AMELI mention (review) file; images resolve under `images_uri` (default: cleaned_review_images/ beside it)."""
+def read_ameli_mentions(
+    uri: str, store: ObjectStore, images_uri: str | None = None, rejected: list[str] | None = None
+) -> list[Mention]:
+    """Read an AMELI mention (review) file; images resolve under `images_uri` (default: cleaned_review_images/ beside it).
+
+    With a `rejected` list, a record that is not a valid mention is reported there and skipped
+    instead of failing the whole file (a file that is not JSON still fails: nothing can be read).
+    """
     images = images_uri if images_uri is not None else join_uri(parent_uri(uri), MENTION_IMAGES_DIR)
-    return [
-        mention_from_record(obj, uri=uri, index=index, images_uri=images)
-        for index, obj in enumerate(load_json_array(uri, store))
-    ]
+    mentions = []
+    for index, obj in enumerate(load_json_array(uri, store)):
+        try:
+            mentions.append(mention_from_record(obj, uri=uri, index=index, images_uri=images))
+        except InputFormatError as exc:
+            if rejected is None:
+                raise
+            rejected.append(str(exc))
+    return mentions
 
 
 # -- writers ------------------------------------------------------------------------------------

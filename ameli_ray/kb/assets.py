@@ -6,6 +6,7 @@
     <root>/<version>/text_embeddings.npy, image_embeddings.npy, image_owner.npy, image_center.npy
     <root>/<version>/text.faiss, image.faiss
     <root>/<version>/lexical/*.json|*.npy   BM25 (bm25s)
+    <root>/<version>/attributes.json         the attribute vocabulary (normalised values per key)
 
 Nothing is pickled: parquet, .npy loaded with allow_pickle=False, FAISS's own serialisation, JSON.
 Every file is checked against the manifest's sha256 when read.
@@ -26,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.config import IndexSettings
 from ameli_ray.errors import ChecksumMismatch, InputFormatError, ObjectNotFound
 from ameli_ray.retrieval import index as vindex
@@ -74,6 +76,7 @@ class KnowledgeBase:
     text_index: faiss.Index
     image_index: faiss.Index
     lexical: LexicalIndex | None
+    vocabulary: AttributeVocabulary
     manifest: KBManifest
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
     _image_rows: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -119,6 +122,7 @@ def assemble_kb(
     image_fingerprint: str,
     index_settings: IndexSettings,
     lexical: bool = True,
+    entity_ocr: list[str] | None = None,
     build_info: dict | None = None,
 ) -> KnowledgeBase:
     """Indexes embeddings computed elsewhere (in-process or by Ray Data) into a KnowledgeBase."""
@@ -129,7 +133,10 @@ def assemble_kb(
     image_emb = center_images(raw_image_emb, center)
     text_index = vindex.build_index(text_emb, index_settings)
     image_index = vindex.build_index(image_emb.reshape(len(image_emb), image_dim), index_settings)
-    lex = LexicalIndex.build([e.text() for e in entities]) if lexical else None
+    # text printed on product images (box labels, model numbers) is searchable evidence too
+    docs = [e.text() + (f". {entity_ocr[i]}" if entity_ocr and entity_ocr[i] else "") for i, e in enumerate(entities)]
+    lex = LexicalIndex.build(docs) if lexical else None
+    vocabulary = AttributeVocabulary.build(entities)
     manifest = KBManifest(
         name=name,
         version="unsaved",
@@ -156,6 +163,7 @@ def assemble_kb(
         text_index=text_index,
         image_index=image_index,
         lexical=lex,
+        vocabulary=vocabulary,
         manifest=manifest,
     )
 
@@ -188,6 +196,7 @@ def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str 
         "image_center.npy": _npy(kb.image_center),
         "text.faiss": vindex.serialize(kb.text_index),
         "image.faiss": vindex.serialize(kb.image_index),
+        "attributes.json": json.dumps(kb.vocabulary.to_json(), ensure_ascii=False).encode("utf-8"),
     }
     if kb.lexical is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -273,11 +282,19 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
         text_index=vindex.deserialize(read("text.faiss"), index_settings),
         image_index=vindex.deserialize(read("image.faiss"), index_settings),
         lexical=lexical,
+        vocabulary=_vocabulary(read("attributes.json"), version_uri),
         manifest=manifest,
     )
     if len(kb.entities) != manifest.n_entities or len(kb.text_emb) != manifest.n_entities:
         raise InputFormatError(f"KB at {version_uri}: entity count does not match its manifest")
     return kb
+
+
+def _vocabulary(data: bytes, version_uri: str) -> AttributeVocabulary:
+    try:
+        return AttributeVocabulary.from_json(json.loads(data))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputFormatError(f"{version_uri}/attributes.json is not a valid attribute vocabulary: {exc}") from None
 
 
 def manifest_json(manifest: KBManifest) -> str:

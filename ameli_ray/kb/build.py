@@ -35,11 +35,22 @@ def build_kb_in_process(
     image_encoder = image_encoder or ImageEncoder(config.image_encoder, store)
     text_emb = embed_entity_texts(entities, text_encoder)
     image_emb, owner, errors = embed_entity_images(entities, image_encoder, store, config)
+    entity_ocr = None
+    if config.ocr.engine != "none" and config.attributes.ocr_entities:
+        from ameli_ray.attributes.ocr import make_ocr_engine
+        from ameli_ray.attributes.evidence import read_text_in_images
+
+        lines, ocr_errors = read_text_in_images(
+            [e.image_uris for e in entities], make_ocr_engine(config.ocr), store, config,
+            config.image_encoder.max_images_per_entity,
+        )
+        entity_ocr = [" ".join(t for t, _ in item) for item in lines]
+        errors = [a + b for a, b in zip(errors, ocr_errors)]
     kb = assemble_kb(
         entities, text_emb, image_emb.reshape(len(owner), image_encoder.dim), owner,
         name=name, text_model=text_encoder.model_id, image_model=image_encoder.model_id,
         image_fingerprint=image_encoder.fingerprint, index_settings=config.index,
-        lexical=config.retrieval.lexical,
+        lexical=config.retrieval.lexical, entity_ocr=entity_ocr,
         build_info={"seconds": round(time.perf_counter() - start, 3), "runner": "in-process"},
     )
     return kb, errors

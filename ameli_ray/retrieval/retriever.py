@@ -2,7 +2,9 @@
 
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
-- lexical: BM25 over entity name, attributes and description.
+- lexical: BM25 over entity name, attributes and description;
+- attributes: agreement of the attribute values read from the mention with each entity's values
+  (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
 
 Each channel proposes its own top `pool_per_channel`; every proposed entity is then scored by
 every channel exactly, and the weighted sum ranks the pool. Cosines enter as they are; BM25,
@@ -16,16 +18,17 @@ weights are renormalised, so a text-only mention is not penalised for lacking ph
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ameli_ray.attributes.extract import ExtractedAttribute, agreement_scores
 from ameli_ray.config import RetrievalSettings
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.schema import Candidate
 
-CHANNELS = ("text", "image", "lexical")
+CHANNELS = ("text", "image", "lexical", "attributes")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class MentionQuery:
     text: str
     text_emb: np.ndarray  # [text_dim], L2-normalised
     image_emb: np.ndarray  # [n_photos, image_dim], raw encoder output (centred here)
+    attributes: list[ExtractedAttribute] = field(default_factory=list)
 
 
 class CandidateRetriever:
@@ -66,7 +70,12 @@ class CandidateRetriever:
                 channels["image"] = self._image_scores(photos, pool)
             if lex_all is not None and lex_all.any():
                 channels["lexical"] = lex_all[pool]
-            out.append(self._fuse(pool, channels))
+            contradicted = np.zeros(len(pool), dtype=bool)
+            if query.attributes:
+                score, contradicted = agreement_scores(query.attributes, pool.tolist(), self.kb.vocabulary)
+                total = sum(a.confidence for a in query.attributes)
+                channels["attributes"] = np.asarray(score, dtype=np.float64) / max(total, 1e-9)
+            out.append(self._fuse(pool, channels, np.asarray(contradicted, dtype=bool)))
         return out
 
     def _image_pools(self, queries: list[MentionQuery], pool_k: int) -> list[np.ndarray]:
@@ -96,9 +105,9 @@ class CandidateRetriever:
         np.fmax.at(scores, owner, sims)
         return scores
 
-    def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray]) -> list[Candidate]:
+    def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray], contradicted: np.ndarray) -> list[Candidate]:
         w = self.settings.weights
-        weights = {"text": w.text, "image": w.image, "lexical": w.lexical}
+        weights = {"text": w.text, "image": w.image, "lexical": w.lexical, "attributes": w.attributes}
         fused = np.zeros(len(pool), dtype=np.float64)
         total = sum(weights[c] for c in channels)
         for name, raw in channels.items():
@@ -112,6 +121,7 @@ class CandidateRetriever:
                 entity_id=entities[int(pool[i])].id,
                 score=float(fused[i]),
                 channel_scores={name: float(raw[i]) for name, raw in channels.items()},
+                contradicted=bool(contradicted[i]),
             )
             for i in top
         ]

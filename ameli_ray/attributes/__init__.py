@@ -1,0 +1,1 @@
+"""Attributes: OCR, the value vocabulary, extraction from reviews, agreement with candidates."""
