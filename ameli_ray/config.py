@@ -93,7 +93,7 @@ class FusionWeights(_Section):
     text: float = Field(0.45, ge=0)
     image: float = Field(0.15, ge=0)
     lexical: float = Field(0.40, ge=0)
-    attributes: float = Field(0.20, ge=0, description="agreement of the mention's attribute values with the entity's")
+    attributes: float = Field(0.10, ge=0, description="agreement of the mention's attribute values with the entity's")
 
 
 class RetrievalSettings(_Section):

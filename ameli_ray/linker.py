@@ -98,7 +98,7 @@ class Linker:
     def __init__(self, kb: KnowledgeBase, config: AmeliConfig):
         self.kb = kb
         self.config = config
-        self.retriever = CandidateRetriever(kb, config.retrieval)
+        self.retriever = CandidateRetriever(kb, config.retrieval, attribute_depth=config.attributes.filter_depth)
         prepare_agreement(kb.vocabulary)  # per-KB lookup tables, built once here rather than on the first mention
 
     def link(self, encoded: list[EncodedMention]) -> list[LinkResult]:

@@ -5,6 +5,10 @@
 - lexical: BM25 over entity name, attributes and description;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
+  As in the paper, values are first matched back to the top candidates: only a value that agrees
+  with at least one of the `attribute_depth` best candidates of the attribute-free ranking counts.
+  A value no plausible candidate has (another seller's dimensions, a junk brand, a misread label)
+  would otherwise contradict the right product as readily as the wrong ones.
 
 Each channel proposes its own top `pool_per_channel`; every proposed entity is then scored by
 every channel exactly, and the weighted sum ranks the pool. Cosines enter as they are; BM25,
@@ -40,9 +44,10 @@ class MentionQuery:
 
 
 class CandidateRetriever:
-    def __init__(self, kb: KnowledgeBase, settings: RetrievalSettings):
+    def __init__(self, kb: KnowledgeBase, settings: RetrievalSettings, attribute_depth: int = 10):
         self.kb = kb
         self.settings = settings
+        self.attribute_depth = attribute_depth
 
     def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
         if not queries:
@@ -71,12 +76,23 @@ class CandidateRetriever:
             if lex_all is not None and lex_all.any():
                 channels["lexical"] = lex_all[pool]
             contradicted = np.zeros(len(pool), dtype=bool)
-            if query.attributes:
-                score, contradicted = agreement_scores(query.attributes, pool.tolist(), self.kb.vocabulary)
-                total = sum(a.confidence for a in query.attributes)
+            useful = self._discriminating(query.attributes, pool, channels)
+            if useful:
+                score, contradicted = agreement_scores(useful, pool, self.kb.vocabulary)
+                total = sum(a.confidence for a in useful)
                 channels["attributes"] = np.asarray(score, dtype=np.float64) / max(total, 1e-9)
             out.append(self._fuse(pool, channels, np.asarray(contradicted, dtype=bool)))
         return out
+
+    def _discriminating(
+        self, attributes: list[ExtractedAttribute], pool: np.ndarray, channels: dict[str, np.ndarray]
+    ) -> list[ExtractedAttribute]:
+        """The values that agree with at least one of the top candidates before attributes count."""
+        if not attributes:
+            return []
+        order = np.argsort(-self._fused(channels), kind="stable")[: self.attribute_depth]
+        top = pool[order]
+        return [a for a in attributes if agreement_scores([a], top, self.kb.vocabulary)[0].max() > 0]
 
     def _image_pools(self, queries: list[MentionQuery], pool_k: int) -> list[np.ndarray]:
         """Entities proposed by the image channel, per query (one FAISS call for all photos)."""
@@ -105,15 +121,19 @@ class CandidateRetriever:
         np.fmax.at(scores, owner, sims)
         return scores
 
-    def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray], contradicted: np.ndarray) -> list[Candidate]:
+    def _fused(self, channels: dict[str, np.ndarray]) -> np.ndarray:
         w = self.settings.weights
         weights = {"text": w.text, "image": w.image, "lexical": w.lexical, "attributes": w.attributes}
-        fused = np.zeros(len(pool), dtype=np.float64)
+        fused = np.zeros(len(next(iter(channels.values()))), dtype=np.float64)
         total = sum(weights[c] for c in channels)
         for name, raw in channels.items():
             if total <= 0:
                 break
             fused += (weights[name] / total) * _normalise(name, raw)
+        return fused
+
+    def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray], contradicted: np.ndarray) -> list[Candidate]:
+        fused = self._fused(channels)
         top = np.argsort(-fused, kind="stable")[: self.settings.top_k]
         entities = self.kb.entities
         return [
