@@ -7,12 +7,16 @@ form, so "DCS-1100", "dcs 1100" and "DCS1100" meet, and "256 GB" meets "256GB".
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
 
 import bm25s
 import numpy as np
+
+# bm25s logs every index build at DEBUG through the root logger's handlers; users need none of it
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-./][a-z0-9]+)*")
 _UNIT = re.compile(r"^(?:gb|tb|mb|in|inch|mm|cm|w|mah|hz|ghz|mp|oz|lb|lbs|ft)$")
