@@ -78,20 +78,12 @@ class KnowledgeBase:
     lexical: LexicalIndex | None
     vocabulary: AttributeVocabulary
     manifest: KBManifest
-    _row_of: dict[str, int] = field(default_factory=dict, repr=False)
     _image_rows: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
-        self._row_of = {e.id: i for i, e in enumerate(self.entities)}
         order = np.argsort(self.image_owner, kind="stable")
         bounds = np.searchsorted(self.image_owner[order], np.arange(len(self.entities) + 1))
         self._image_rows = [order[bounds[i] : bounds[i + 1]] for i in range(len(self.entities))]
-
-    def row_of(self, entity_id: str) -> int:
-        try:
-            return self._row_of[entity_id]
-        except KeyError:
-            raise KeyError(f"unknown entity id {entity_id!r} (not in KB {self.manifest.name}/{self.manifest.version})") from None
 
     def image_rows(self, entity_row: int) -> np.ndarray:
         return self._image_rows[entity_row]
@@ -295,7 +287,3 @@ def _vocabulary(data: bytes, version_uri: str) -> AttributeVocabulary:
         return AttributeVocabulary.from_json(json.loads(data))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputFormatError(f"{version_uri}/attributes.json is not a valid attribute vocabulary: {exc}") from None
-
-
-def manifest_json(manifest: KBManifest) -> str:
-    return json.dumps(manifest.model_dump(mode="json"), indent=2)

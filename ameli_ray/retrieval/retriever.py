@@ -32,9 +32,6 @@ from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.schema import Candidate
 
-CHANNELS = ("text", "image", "lexical", "attributes")
-
-
 @dataclass
 class MentionQuery:
     text: str
