@@ -132,10 +132,10 @@ def link(
     """Link a corpus of reviews: answer, top-K candidates and per-channel scores as parquet."""
     from ameli_ray import workflows
 
-    stats = workflows.link(
+    run = workflows.link(
         _config(config, set_), kb, mentions, out, images_uri=images, engine=_engine(engine), say=_say  # type: ignore[arg-type]
     )
-    typer.echo(json.dumps(stats))
+    typer.echo(json.dumps(run.stats))
 
 
 @app.command("evaluate")

@@ -15,11 +15,11 @@ import numpy as np
 
 from ameli_ray.config import AmeliConfig
 from ameli_ray.encoders import ImageEncoder, TextEncoder
-from ameli_ray.encoders.image import embed_image_lists, split_by_owner
+from ameli_ray.encoders.image import embed_loaded, load_image_lists, split_by_owner
 from ameli_ray.errors import ConfigError
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase
 from ameli_ray.retrieval.retriever import CandidateRetriever, MentionQuery
-from ameli_ray.attributes.evidence import mention_attributes, read_text_in_images, wants_mention_ocr
+from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
 from ameli_ray.attributes.extract import prepare_agreement
 from ameli_ray.attributes.ocr import make_ocr_engine
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute
@@ -47,30 +47,24 @@ class MentionEncoder:
 
     def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
         text_emb = embed_mention_texts(mentions, self.text)
-        photos, errors = embed_mention_images(mentions, self.image, self.store, self.config)
-        ocr = (
-            read_text_in_images([m.image_uris for m in mentions], self.ocr, self.store, self.config)[0]
-            if self.ocr is not None
-            else [[] for _ in mentions]
+        # each photo is fetched and decoded once, then both embedded and read
+        loaded, errors = load_image_lists(
+            [m.image_uris for m in mentions], self.store, self.config.images,
+            self.config.image_encoder.max_images_per_mention,
         )
+        emb, owner = embed_loaded(loaded, self.image)
+        photos = split_by_owner(emb, owner, len(mentions))
+        ocr, ocr_errors = read_text(loaded, self.ocr, self.config) if self.ocr is not None else ([[]] * len(mentions), [[]] * len(mentions))
         return [
-            EncodedMention(m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i], ocr[i])
+            EncodedMention(
+                m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i] + ocr_errors[i], ocr[i]
+            )
             for i, m in enumerate(mentions)
         ]
 
 
 def embed_mention_texts(mentions: list[Mention], encoder: TextEncoder) -> np.ndarray:
     return encoder.encode([m.text for m in mentions])
-
-
-def embed_mention_images(
-    mentions: list[Mention], encoder: ImageEncoder, store: ObjectStore, config: AmeliConfig
-) -> tuple[list[np.ndarray], list[list[str]]]:
-    """Per mention: its photos' embeddings [n_photos, dim] and the errors of unusable photos."""
-    emb, owner, errors = embed_image_lists(
-        [m.image_uris for m in mentions], encoder, store, config.images, config.image_encoder.max_images_per_mention
-    )
-    return split_by_owner(emb, owner, len(mentions)), errors
 
 
 def check_compatible(manifest: KBManifest, config: AmeliConfig, encoder: "MentionEncoder | None" = None) -> None:

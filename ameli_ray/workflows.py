@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -95,10 +96,16 @@ def build_kb(
     return version_uri, kb, stats
 
 
+@dataclass
+class LinkRun:
+    stats: dict  # n_mentions, n_rejected, seconds, mentions_per_s
+    gold_attributes: dict[str, dict[str, str]]  # by mention id, where known: what scoring needs of the input
+
+
 def link(
     config: AmeliConfig, kb_uri: str, mentions_uri: str, out_uri: str, *, images_uri: str | None = None,
     engine: Engine = "ray", say: Say = _quiet,
-) -> dict:
+) -> LinkRun:
     """Links every mention and writes parquet (answer, top-K candidates, per-channel scores)."""
     store = ObjectStore(config.s3)
     from ameli_ray.kb.assets import read_manifest
@@ -127,7 +134,7 @@ def link(
     stats = {"n_mentions": len(mentions), "n_rejected": len(rejected), "seconds": round(seconds, 2),
              "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
     say(f"linked {len(mentions)} mentions into {out_uri} ({stats['mentions_per_s']} mentions/s)")
-    return stats
+    return LinkRun(stats, {m.id: m.gold_attributes for m in mentions if m.gold_attributes})
 
 
 def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> None:
@@ -171,17 +178,17 @@ def evaluate(
         version_uri, kb, build_stats = build_kb(
             config, entities_uri, kb_uri, images_uri=entity_images, engine=engine, say=say
         )
-        link_stats = link(config, version_uri, mentions_uri, out_uri, images_uri=mention_images, engine=engine, say=say)
+        run = link(config, version_uri, mentions_uri, out_uri, images_uri=mention_images, engine=engine, say=say)
     store = ObjectStore(config.s3)
-    metrics = score(read_link_results(out_uri, store), build_stats, link_stats, version_uri, read_mentions(mentions_uri, store))
+    metrics = score(read_link_results(out_uri, store), build_stats, run, version_uri)
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str, mentions: list | None = None) -> dict:
+def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str) -> dict:
     rows = results.to_pylist()
     metrics = linking_metrics(rows)
-    gold = {m.id: m.gold_attributes for m in mentions or [] if m.gold_attributes}
+    gold = run.gold_attributes
     if gold:
         from ameli_ray.evaluation.attributes import attribute_prf
 
@@ -193,7 +200,7 @@ def score(results: pa.Table, build_stats: dict, link_stats: dict, kb_uri: str, m
         kb=kb_uri,
         n_entities=build_stats["n_entities"],
         kb_build_entities_per_s=build_stats["entities_per_s"],
-        linking_mentions_per_s=link_stats["mentions_per_s"],
+        linking_mentions_per_s=run.stats["mentions_per_s"],
     )
     return metrics
 
@@ -229,10 +236,10 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
                 config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
             )
             out_uri = f"{bucket}/links/test"
-            link_stats = link(config, version_uri, f"{bucket}/catalog/mentions_test.json", out_uri, engine=engine, say=say)
+            run = link(config, version_uri, f"{bucket}/catalog/mentions_test.json", out_uri, engine=engine, say=say)
         results = read_link_results(out_uri, store)
         pq.write_table(results, workdir_path / "links_test.parquet")
-    metrics = score(results, build_stats, link_stats, version_uri, read_mentions(str(catalog_dir / "mentions_test.json"), ObjectStore()))
+    metrics = score(results, build_stats, run, version_uri)
     metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

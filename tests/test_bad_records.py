@@ -47,7 +47,7 @@ def test_every_bad_record_is_reported_and_the_rest_linked(engine, bad_corpus, to
     kb = str(tmp_path / "kb")
     workflows.build_kb(config, str(toy_dir / "entities.json"), kb, engine="local")
     out = str(tmp_path / "links")
-    stats = workflows.link(config, kb, str(bad_corpus / "mentions.jsonl"), out, engine=engine)
+    stats = workflows.link(config, kb, str(bad_corpus / "mentions.jsonl"), out, engine=engine).stats
     assert stats["n_mentions"] == 7 and stats["n_rejected"] == 3
 
     rows = {r["mention_id"]: r for r in workflows.read_link_results(out, ObjectStore()).to_pylist()}

@@ -32,3 +32,19 @@ def test_demo_on_a_small_catalogue(tmp_path):
     # retrieval works on the generated catalogue: the right product is almost always in the top 10
     assert on_disk["recall@10"] >= 0.8
     assert (tmp_path / "links_test.parquet").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_survives_a_rejected_record(toy_dir, tmp_path):
+    """A bad line is set aside by the linking step and must not sink the scoring afterwards."""
+    good = [
+        {"id": f"m{m['review_id']}", "text": f"{m['header']}. {m['body']}",
+         "image_uris": [str(toy_dir / "cleaned_review_images" / p) for p in m["review_image_path"]],
+         "gold_entity_id": m["gold_entity_info"]["id"]}
+        for m in json.loads((toy_dir / "mentions.json").read_text())
+    ]
+    corpus = tmp_path / "mentions.jsonl"
+    corpus.write_text("\n".join(json.dumps(g) for g in good) + '\n{"id": "broken", "text": \n')
+    metrics = workflows.evaluate(AmeliConfig(), str(toy_dir / "entities.json"), str(corpus), str(tmp_path / "w"), engine="local")
+    assert metrics["n_mentions"] == 6 and metrics["accuracy"] == 1.0
+    assert "not valid JSON" in (tmp_path / "w" / "links" / "_rejected.jsonl").read_text()

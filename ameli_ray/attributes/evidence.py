@@ -11,10 +11,11 @@ from __future__ import annotations
 from ameli_ray.attributes.extract import ExtractedAttribute, extract_attributes
 from ameli_ray.attributes.ocr import OcrEngine, ocr_image
 from ameli_ray.config import AmeliConfig
+from ameli_ray.encoders.image import Loaded, load_image_lists
 from ameli_ray.attributes.normalize import normalize_value
 from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.schema import Mention
-from ameli_ray.storage import ObjectStore, load_images
+from ameli_ray.storage import ObjectStore
 
 
 def mention_attributes(
@@ -34,19 +35,27 @@ def wants_mention_ocr(config: AmeliConfig) -> bool:
     return config.ocr.engine != "none" and config.attributes.ocr_mentions and config.attributes.source == "extracted"
 
 
+def wants_entity_ocr(config: AmeliConfig) -> bool:
+    return config.ocr.engine != "none" and config.attributes.ocr_entities
+
+
 def read_text_in_images(
     uri_lists: list[list[str]], engine: OcrEngine, store: ObjectStore, config: AmeliConfig, max_per_item: int | None = None
 ) -> tuple[list[list[tuple[str, float]]], list[list[str]]]:
-    """Per item, the OCR lines (text, confidence) of its images, and OCR failures as errors.
+    """Loads each item's images and reads them (see `read_text`). Unreadable images are skipped
+    here without an error: the embedding stage, which loads them too, reports them once."""
+    loaded, _ = load_image_lists(
+        uri_lists, store, config.images, max_per_item or config.image_encoder.max_images_per_mention
+    )
+    return read_text(loaded, engine, config)
 
-    Unreadable images are skipped here without an error: the embedding stage reports them once.
-    """
-    limit = max_per_item or config.image_encoder.max_images_per_mention
+
+def read_text(loaded: list[Loaded], engine: OcrEngine, config: AmeliConfig) -> tuple[list[list[tuple[str, float]]], list[list[str]]]:
+    """Per item, the OCR lines (text, confidence) of its decoded images, and OCR failures as errors."""
     lines_per_item, errors_per_item = [], []
-    for uris in uri_lists:
-        images, _ = load_images(uris, store, config.images, limit)
+    for pairs in loaded:
         lines, errors = [], []
-        for uri, image in zip(uris, images):
+        for uri, image in pairs:
             try:
                 lines.extend((line.text, line.confidence) for line in ocr_image(engine, image, config.ocr))
             except Exception as exc:  # an OCR engine failing on one odd image must not sink the batch

@@ -99,11 +99,9 @@ _OCR_LINES = pa.list_(pa.struct([("text", pa.string()), ("confidence", pa.float3
 
 
 def _ocr_wanted(kind: str, config: AmeliConfig) -> bool:
-    from ameli_ray.attributes.evidence import wants_mention_ocr
+    from ameli_ray.attributes.evidence import wants_entity_ocr, wants_mention_ocr
 
-    if kind == "mention":
-        return wants_mention_ocr(config)
-    return config.ocr.engine != "none" and config.attributes.ocr_entities
+    return wants_mention_ocr(config) if kind == "mention" else wants_entity_ocr(config)
 
 
 def _embedded(records: list, kind: str, config: AmeliConfig):

@@ -98,20 +98,32 @@ def _fingerprint(module: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+Loaded = list[tuple[str, Image.Image]]  # an item's usable images, with their URIs
+
+
+def load_image_lists(
+    uri_lists: list[list[str]], store: ObjectStore, limits, max_per_item: int
+) -> tuple[list[Loaded], list[list[str]]]:
+    """Per item (an entity or a mention): its decoded images and the errors of unusable ones."""
+    from ameli_ray.storage import load_images
+
+    results = [load_images(uris, store, limits, max_per_item) for uris in uri_lists]
+    return [loaded for loaded, _ in results], [errors for _, errors in results]
+
+
+def embed_loaded(loaded: list[Loaded], encoder: ImageEncoder) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings of every item's images, and the item index of each embedding."""
+    owner = np.asarray([item for item, pairs in enumerate(loaded) for _ in pairs], dtype=np.int64)
+    return encoder.encode([image for pairs in loaded for _, image in pairs]), owner
+
+
 def embed_image_lists(
     uri_lists: list[list[str]], encoder: ImageEncoder, store: ObjectStore, limits, max_per_item: int
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    """Embeds each item's images (an entity's or a mention's). Returns the embeddings, the item
-    index of each embedding, and per item the errors of images that could not be used."""
-    from ameli_ray.storage import load_images
-
-    images, owner, errors = [], [], []
-    for item, uris in enumerate(uri_lists):
-        imgs, errs = load_images(uris, store, limits, max_per_item)
-        images.extend(imgs)
-        owner.extend([item] * len(imgs))
-        errors.append(errs)
-    return encoder.encode(images), np.asarray(owner, dtype=np.int64), errors
+    """Loads and embeds each item's images: embeddings, item index of each, per-item errors."""
+    loaded, errors = load_image_lists(uri_lists, store, limits, max_per_item)
+    emb, owner = embed_loaded(loaded, encoder)
+    return emb, owner, errors
 
 
 def split_by_owner(emb: np.ndarray, owner: np.ndarray, n_items: int) -> list[np.ndarray]:

@@ -7,7 +7,9 @@ import numpy as np
 
 from ameli_ray.config import AmeliConfig
 from ameli_ray.encoders import ImageEncoder, TextEncoder
-from ameli_ray.encoders.image import embed_image_lists
+from ameli_ray.attributes.evidence import read_text, wants_entity_ocr
+from ameli_ray.attributes.ocr import make_ocr_engine
+from ameli_ray.encoders.image import embed_loaded, load_image_lists
 from ameli_ray.kb.assets import KnowledgeBase, assemble_kb
 from ameli_ray.schema import Entity
 from ameli_ray.storage import ObjectStore
@@ -15,14 +17,6 @@ from ameli_ray.storage import ObjectStore
 
 def embed_entity_texts(entities: list[Entity], encoder: TextEncoder) -> np.ndarray:
     return encoder.encode([e.text() for e in entities])
-
-
-def embed_entity_images(
-    entities: list[Entity], encoder: ImageEncoder, store: ObjectStore, config: AmeliConfig
-) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    return embed_image_lists(
-        [e.image_uris for e in entities], encoder, store, config.images, config.image_encoder.max_images_per_entity
-    )
 
 
 def build_kb_in_process(
@@ -34,16 +28,14 @@ def build_kb_in_process(
     text_encoder = text_encoder or TextEncoder(config.text_encoder, store)
     image_encoder = image_encoder or ImageEncoder(config.image_encoder, store)
     text_emb = embed_entity_texts(entities, text_encoder)
-    image_emb, owner, errors = embed_entity_images(entities, image_encoder, store, config)
+    # each product image is fetched and decoded once, then embedded (and read, with ocr_entities)
+    loaded, errors = load_image_lists(
+        [e.image_uris for e in entities], store, config.images, config.image_encoder.max_images_per_entity
+    )
+    image_emb, owner = embed_loaded(loaded, image_encoder)
     entity_ocr = None
-    if config.ocr.engine != "none" and config.attributes.ocr_entities:
-        from ameli_ray.attributes.ocr import make_ocr_engine
-        from ameli_ray.attributes.evidence import read_text_in_images
-
-        lines, ocr_errors = read_text_in_images(
-            [e.image_uris for e in entities], make_ocr_engine(config.ocr), store, config,
-            config.image_encoder.max_images_per_entity,
-        )
+    if wants_entity_ocr(config):
+        lines, ocr_errors = read_text(loaded, make_ocr_engine(config.ocr), config)
         entity_ocr = [" ".join(t for t, _ in item) for item in lines]
         errors = [a + b for a, b in zip(errors, ocr_errors)]
     kb = assemble_kb(

@@ -56,18 +56,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def load_images(
     uris: list[str], store, limits: ImageLimits | None = None, max_images: int | None = None
-) -> tuple[list[Image.Image], list[str]]:
-    """Reads and decodes images; a bad one becomes an error message, the rest are still returned."""
+) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """Reads and decodes images: the (uri, image) pairs that could be used, and an error message
+    for each that could not (the rest are still returned)."""
     from ameli_ray.errors import AmeliError, ObjectNotFound
 
     limits = limits or ImageLimits()
-    images: list[Image.Image] = []
+    loaded: list[tuple[str, Image.Image]] = []
     errors: list[str] = []
     for uri in uris[:max_images] if max_images else uris:
         try:
-            images.append(decode_image(store.read_bytes(uri, max_bytes=limits.max_bytes), limits, source=uri))
+            loaded.append((uri, decode_image(store.read_bytes(uri, max_bytes=limits.max_bytes), limits, source=uri)))
         except ObjectNotFound:
             errors.append(f"image not found: {uri}")
         except AmeliError as exc:
             errors.append(str(exc) if uri in str(exc) else f"image {uri}: {exc}")
-    return images, errors
+    return loaded, errors
