@@ -18,6 +18,11 @@ from typing import Annotated, Optional
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# OpenMP threads that spin while waiting starve each other when several torch processes (Ray
+# actors, the driver) share a few cores: measured 10x slower on 2 cores; passive waiting fixes it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no weight-loading progress bars in job logs
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import typer
 from rich.console import Console
@@ -144,15 +149,26 @@ def evaluate(
     mentions: Annotated[str, typer.Option(help="labelled mentions file, local or s3://")],
     workdir: Annotated[Path, typer.Option(help="where the KB, the results and metrics.json go")],
     images: Annotated[Optional[str], typer.Option(help="folder holding product_images/ and cleaned_review_images/")] = None,
+    train_mentions: Annotated[Optional[str], typer.Option(help="labelled mentions to train on (with --dev-mentions)")] = None,
+    dev_mentions: Annotated[Optional[str], typer.Option(help="labelled mentions to tune fusion and the no-match threshold on")] = None,
+    ablations: Annotated[bool, typer.Option(help="also compute the paper's ablation rows")] = True,
+    train: Annotated[bool, typer.Option(help="--no-train: retrieval and the attribute filter only, all mentions scored")] = True,
     engine: EngineOpt = "ray",
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Build a KB, link the mentions, print the metrics and write WORKDIR/metrics.json."""
+    """Build a KB, train the disambiguation model (Ray Train), link the mentions with the full
+    pipeline, print the metrics and write WORKDIR/metrics.json.
+
+    Without --train-mentions/--dev-mentions the mentions are split 60/20/20 (by id hash) and only
+    the held-out 20% is scored. With `--set disambiguation.model=URI` no training happens."""
     from ameli_ray import workflows
 
     cfg = _config(config, set_)
-    metrics = workflows.evaluate(cfg, entities, mentions, str(workdir), images_uri=images, engine=_engine(engine), say=_say)  # type: ignore[arg-type]
+    metrics = workflows.evaluate(
+        cfg, entities, mentions, str(workdir), images_uri=images, train_mentions_uri=train_mentions,
+        dev_mentions_uri=dev_mentions, ablations=ablations, train=train, engine=_engine(engine), say=_say,  # type: ignore[arg-type]
+    )
     _print_metrics(metrics, f"evaluate: {mentions}")
     _say(f"metrics written to {workdir / 'metrics.json'}")
 
@@ -162,12 +178,14 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="where the catalogue, results and metrics.json go")] = Path("demo-run"),
     products: Annotated[int, typer.Option(help="number of products in the generated catalogue")] = 600,
     seed: int = 0,
+    ablations: Annotated[bool, typer.Option(help="also compute the paper's ablation rows")] = True,
     engine: EngineOpt = "ray",
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """The main job on the embedded default: generated catalogue, local S3, local Ray, KB build,
-    batch linking of the test split, metrics table and WORKDIR/metrics.json."""
+    training of both streams (Ray Train), batch linking of the test split with the full pipeline,
+    metrics (and ablations) table and WORKDIR/metrics.json."""
     from rich.progress import Progress
 
     from ameli_ray import workflows
@@ -179,9 +197,35 @@ def demo(
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(task, description=f"catalogue: {stage}", completed=done, total=total)
 
-        metrics = workflows.demo(cfg, str(workdir), n_products=products, seed=seed, engine=_engine(engine), say=_say, progress=progress)  # type: ignore[arg-type]
+        metrics = workflows.demo(cfg, str(workdir), n_products=products, seed=seed, engine=_engine(engine), say=_say, progress=progress, ablations=ablations)  # type: ignore[arg-type]
     _print_metrics(metrics, "demo: test split of the generated catalogue")
     _say(f"metrics written to {workdir / 'metrics.json'}")
+
+
+@app.command("train")
+def train(
+    kb: Annotated[str, typer.Option(help="KB root or version folder, local or s3://")],
+    train_mentions: Annotated[str, typer.Option(help="labelled mentions to train on, local or s3://")],
+    dev_mentions: Annotated[str, typer.Option(help="labelled mentions to tune fusion and the no-match threshold on")],
+    model: Annotated[str, typer.Option(help="model root to write a new version under, local or s3://")],
+    images: Annotated[Optional[str], typer.Option(help="folder the mentions' relative photo paths are under")] = None,
+    engine: EngineOpt = "ray",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Train both disambiguation streams with Ray Train and tune fusion on dev; writes a new
+    model version under MODEL. Re-running after a crash resumes from the last checkpoint."""
+    from ameli_ray import workflows
+    from ameli_ray.formats import read_mentions
+    from ameli_ray.storage import ObjectStore
+    from ameli_ray.training_run import train_model
+
+    cfg = _config(config, set_)
+    store = ObjectStore(cfg.s3)
+    train_set, dev_set = read_mentions(train_mentions, store, images), read_mentions(dev_mentions, store, images)
+    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
+        outcome = train_model(cfg, kb, train_set, dev_set, model, engine=engine, say=_say)
+    _print_metrics({**outcome["fusion"]["dev"], "model": outcome["model"]}, "train: dev metrics of the tuned fusion")
 
 
 @app.command("kb-info")

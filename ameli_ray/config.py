@@ -121,6 +121,69 @@ class AttributeSettings(_Section):
     filter_depth: int = Field(10, ge=1, description="how far down the ranking the filter may go")
 
 
+class TextStreamSettings(_Section):
+    """The text stream of disambiguation: a cross-encoder over (review, statement) pairs."""
+
+    model: str = Field(
+        PACKAGED_MINILM,
+        description="HF name, local path, s3:// URI or packaged:…; in production an NLI cross-encoder "
+        "such as cross-encoder/nli-deberta-v3-base",
+    )
+    max_seq_length: int = Field(96, ge=16, description="tokens of one (premise, hypothesis) pair")
+    statements: int = Field(5, ge=0, description="'{key} of {mention} is {value}' statements per candidate")
+    description_pair: bool = Field(True, description="also score the (entity description, review) pair")
+    pooling: Literal["cls", "mean"] = Field("mean", description="how a pair's token states become one feature")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    frozen_layers: int = Field(0, ge=0, description="lower transformer layers kept frozen during training")
+    batch_pairs: int = Field(256, ge=1, description="pairs per forward pass at inference")
+
+
+class ImageStreamSettings(_Section):
+    """The image stream: the frozen image tower's features through a residual adapter."""
+
+    reduction: int = Field(4, ge=1, description="bottleneck width = feature dim // reduction")
+    residual_ratio: float = Field(0.2, ge=0, le=1, description="output = ratio*adapter(x) + (1-ratio)*x")
+    init_temperature: float = Field(0.07, gt=0, description="initial temperature of the contrastive logits")
+
+
+class FusionSettings(_Section):
+    top_n: int = Field(10, ge=1, description="candidates of the retrieval ranking that are disambiguated")
+    grid_step: float = Field(0.1, gt=0, le=0.5, description="step of the (retrieval, text, image) weight grid")
+    nil: bool = Field(True, description="calibrate a 'no matching product' threshold when dev has such mentions")
+
+
+class DisambiguationSettings(_Section):
+    model: str | None = Field(
+        None, description="a trained disambiguation model (local path or s3:// URI, a version or its root); "
+        "None links with retrieval and the attribute filter alone"
+    )
+    text: TextStreamSettings = Field(default_factory=TextStreamSettings)
+    image: ImageStreamSettings = Field(default_factory=ImageStreamSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
+
+
+class TrainSettings(_Section):
+    """Ray Train: both streams fine-tuned on the train split, fusion tuned on dev."""
+
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel)")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    threads: int | None = Field(None, ge=1, description="torch threads per worker; None = max(1, ceil(cpus_per_worker))")
+    mixed_precision: Literal["auto", "bf16", "no"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    seed: int = 0
+    candidates: int = Field(10, ge=2, description="candidates per training mention (gold inserted at a random slot)")
+    max_train_mentions: int | None = Field(None, ge=1, description="cap on training mentions (None: all)")
+    text_epochs: int = Field(2, ge=0)
+    text_batch_mentions: int = Field(4, ge=1, description="mentions per step per worker")
+    text_lr: float = Field(3e-5, gt=0)
+    head_lr: float = Field(1e-3, gt=0)
+    image_epochs: int = Field(20, ge=0)
+    image_batch: int = Field(128, ge=2, description="(photo, product image) pairs per step per worker")
+    image_lr: float = Field(1e-3, gt=0)
+    checkpoint_every_epochs: int = Field(1, ge=1)
+    max_failures: int = Field(2, ge=0, description="worker failures Ray Train recovers from within a run")
+
+
 class RaySettings(_Section):
     address: str = Field("local", description="'local' starts a private Ray on 127.0.0.1; 'auto' or ray://… joins a cluster")
     num_cpus: int | None = Field(None, ge=1, description="for address=local; None = all cores")
@@ -141,6 +204,8 @@ class AmeliConfig(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     ocr: OcrSettings = Field(default_factory=OcrSettings)
     attributes: AttributeSettings = Field(default_factory=AttributeSettings)
+    disambiguation: DisambiguationSettings = Field(default_factory=DisambiguationSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
     # Ray Data stages. Fractional CPUs by default: on a 2-core machine whole-CPU actors starve the read tasks.
     # The text stage does most of the work of a KB build: it gets two torch threads by default.
     text_stage: StageResources = Field(
@@ -154,6 +219,10 @@ class AmeliConfig(BaseSettings):
     )
     ocr_stage: StageResources = Field(
         default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=16)
+    )
+    # the cross-encoder: give it the GPUs (num_gpus=1) where there are some
+    disambiguate_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=32, threads=2)
     )
 
     @model_validator(mode="after")

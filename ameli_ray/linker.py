@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from ameli_ray.attributes.extract import prepare_agreement
 from ameli_ray.attributes.ocr import make_ocr_engine
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute
 from ameli_ray.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from ameli_ray.disambiguation.model import Disambiguator, MentionEvidence
 
 
 @dataclass
@@ -89,17 +93,34 @@ def check_compatible(manifest: KBManifest, config: AmeliConfig, encoder: "Mentio
 
 
 class Linker:
-    def __init__(self, kb: KnowledgeBase, config: AmeliConfig):
+    """Retrieval, the attribute filter and, given a disambiguator, disambiguation and fusion."""
+
+    def __init__(self, kb: KnowledgeBase, config: AmeliConfig, disambiguator: "Disambiguator | None" = None,
+                 gold_candidates: bool = False):
         self.kb = kb
         self.config = config
         self.retriever = CandidateRetriever(kb, config.retrieval, attribute_depth=config.attributes.filter_depth)
+        self.disambiguator = disambiguator
+        # evaluation only (the "gold candidates" upper bound): the gold product is put among the
+        # disambiguated candidates when retrieval missed it
+        self.gold_candidates = gold_candidates
+        self._entity_ids = {e.id for e in kb.entities} if gold_candidates else set()
         prepare_agreement(kb.vocabulary)  # per-KB lookup tables, built once here rather than on the first mention
 
     def link(self, encoded: list[EncodedMention]) -> list[LinkResult]:
+        results = self.retrieve(encoded)
+        if self.disambiguator is None:
+            return results
+        return self.disambiguator.rerank([evidence_of(e) for e in encoded], results)
+
+    def retrieve(self, encoded: list[EncodedMention]) -> list[LinkResult]:
+        """Retrieval and the attribute filter alone: the answer without a disambiguation model."""
         source = self.config.attributes.source
         for enc in encoded:
             enc.query.attributes = mention_attributes(enc.mention, enc.ocr, self.kb.vocabulary, source)
         candidates = self.retriever.retrieve([e.query for e in encoded])
+        if self.gold_candidates:
+            candidates = [self._with_gold(c, e.mention.gold_entity_id) for c, e in zip(candidates, encoded)]
         results = []
         for enc, cands in zip(encoded, candidates):
             best, filtered = self._answer(cands)
@@ -121,6 +142,19 @@ class Linker:
             )
         return results
 
+    def _with_gold(self, cands: list[Candidate], gold: str | None) -> list[Candidate]:
+        n = self.config.disambiguation.fusion.top_n
+        ids = [c.entity_id for c in cands]
+        if not gold or gold in ids[:n] or gold not in self._entity_ids:
+            return cands
+        if gold in ids:
+            moved = cands[ids.index(gold)]
+            rest = [c for c in cands if c.entity_id != gold]
+        else:
+            floor = min((c.score for c in cands[:n]), default=0.0)
+            moved, rest = Candidate(entity_id=gold, score=floor), list(cands)
+        return rest[: n - 1] + [moved] + rest[n - 1 :]
+
     def _answer(self, cands: list[Candidate]) -> tuple[Candidate | None, bool]:
         """The paper's attribute filter: the best candidate no extracted value contradicts
         (within `filter_depth`); the top one when every candidate there is contradicted."""
@@ -131,6 +165,47 @@ class Linker:
                 if not cand.contradicted:
                     return cand, cand is not cands[0]
         return cands[0], False
+
+
+def evidence_of(enc: EncodedMention) -> "MentionEvidence":
+    from ameli_ray.disambiguation.model import MentionEvidence
+
+    return MentionEvidence(enc.mention, [a.key for a in enc.query.attributes], enc.query.image_emb)
+
+
+def make_disambiguator(kb: KnowledgeBase, config: AmeliConfig, store: ObjectStore, device: str = "cpu") -> "Disambiguator | None":
+    """The configured disambiguation model over this KB, or None when none is configured."""
+    if not config.disambiguation.model:
+        return None
+    from ameli_ray.disambiguation.model import Disambiguator, load_model
+
+    model = load_model(config.disambiguation.model, store, config.disambiguation, device)
+    return Disambiguator(model, kb, config.disambiguation)
+
+
+_CHANNEL_COLUMNS = {
+    "text": "text_scores", "image": "image_scores", "lexical": "lexical_scores", "attributes": "attribute_scores",
+    "text_stream": "text_stream_scores", "image_stream": "image_stream_scores", "final": "final_scores",
+}
+
+
+def link_result_from_row(row: dict) -> LinkResult:
+    """The inverse of `link_result_row` (NaN channel scores are the absent ones)."""
+    cands = []
+    for i, entity_id in enumerate(row["candidate_ids"]):
+        scores = {name: row[col][i] for name, col in _CHANNEL_COLUMNS.items() if row.get(col) is not None}
+        cands.append(
+            Candidate(
+                entity_id=entity_id, score=row["candidate_scores"][i],
+                channel_scores={k: float(v) for k, v in scores.items() if v is not None and not math.isnan(v)},
+                contradicted=row["contradicted"][i],
+            )
+        )
+    return LinkResult(
+        mention_id=row["mention_id"], entity_id=row["entity_id"], score=row["score"], candidates=cands,
+        gold_entity_id=row["gold_entity_id"], attributes=[MentionAttribute(**a) for a in row["attributes"]],
+        filtered=row["filtered"], errors=row["errors"],
+    )
 
 
 def link_result_row(result: LinkResult) -> dict:
@@ -149,6 +224,9 @@ def link_result_row(result: LinkResult) -> dict:
         "lexical_scores": [c.channel_scores.get("lexical", nan) for c in cands],
         "attribute_scores": [c.channel_scores.get("attributes", nan) for c in cands],
         "contradicted": [c.contradicted for c in cands],
+        "text_stream_scores": [c.channel_scores.get("text_stream", nan) for c in cands],
+        "image_stream_scores": [c.channel_scores.get("image_stream", nan) for c in cands],
+        "final_scores": [c.channel_scores.get("final", nan) for c in cands],
         "attributes": [a.model_dump() for a in result.attributes],
         "filtered": result.filtered,
         "errors": list(result.errors),

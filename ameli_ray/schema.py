@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-NIL_ENTITY = ""  # the answer "no matching product" (issue 4 decides when to give it)
+NIL_ENTITY = ""  # "no matching product": an answer of the linker, and a gold label of NIL mentions
 
 
 def _as_id(value: Any) -> str:
@@ -71,6 +71,7 @@ class Mention(BaseModel):
     surface: str = ""
     image_uris: list[str] = Field(default_factory=list)
     gold_entity_id: str | None = None
+    # None: unlabelled; NIL_ENTITY: labelled as about a product the KB does not hold.
     # Attribute values the review states (known to the catalogue generator and the EM converter);
     # used only for evaluation and the gold-attribute ablation, never by the linker itself.
     gold_attributes: dict[str, str] = Field(default_factory=dict)
@@ -80,7 +81,8 @@ class Mention(BaseModel):
     @field_validator("gold_entity_id", mode="before")
     @classmethod
     def _gold(cls, value: Any) -> str | None:
-        return None if value is None or value == "" else _as_id(value)
+        # None: unlabelled; NIL_ENTITY (""): labelled "no matching product in the KB"
+        return value if value is None or value == NIL_ENTITY else _as_id(value)
 
 
 class Candidate(BaseModel):
@@ -144,6 +146,10 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ("lexical_scores", pa.list_(pa.float32())),
         ("attribute_scores", pa.list_(pa.float32())),
         ("contradicted", pa.list_(pa.bool_())),
+        # disambiguation of the first fusion.top_n candidates (NaN beyond, or without a model)
+        ("text_stream_scores", pa.list_(pa.float32())),
+        ("image_stream_scores", pa.list_(pa.float32())),
+        ("final_scores", pa.list_(pa.float32())),
         (
             "attributes",
             pa.list_(

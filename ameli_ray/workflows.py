@@ -22,7 +22,7 @@ from ameli_ray.errors import InputFormatError
 from ameli_ray.evaluation import linking_metrics
 from ameli_ray.formats import read_entities, read_mentions
 from ameli_ray.kb.assets import KnowledgeBase, load_kb, write_kb
-from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
 
@@ -116,6 +116,16 @@ def link(
     rejected: list[str] = []
     mentions = read_mentions(mentions_uri, store, images_uri, rejected)
     say(f"read {len(mentions)} mentions from {mentions_uri}; KB {kb_version_uri}")
+    return link_mentions(config, kb_version_uri, mentions, out_uri, rejected=rejected, engine=engine, say=say)
+
+
+def link_mentions(
+    config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, *, rejected: list[str] | None = None,
+    engine: Engine = "ray", say: Say = _quiet, gold_candidates: bool = False,
+) -> LinkRun:
+    """`link` over records already read (`evaluate` links a held-out part of a corpus)."""
+    store = ObjectStore(config.s3)
+    rejected = rejected or []
     _clear_local(out_uri)
     if rejected:
         # a corpus is linked even when some records are bad; which ones, and why, goes beside the output
@@ -123,13 +133,13 @@ def link(
         store.write_text(join_uri(out_uri, REJECTED), "".join(json.dumps({"error": r}) + "\n" for r in rejected))
         say(f"[yellow]{len(rejected)} records rejected[/] (see {join_uri(out_uri, REJECTED)}), e.g. {rejected[0]}")
     start = time.perf_counter()
-    if engine == "ray":
+    if engine == "ray" and not gold_candidates:
         from ameli_ray.distributed.data import link_with_ray
 
         with ray_session(config, engine):
-            link_with_ray(mentions, kb_version_uri, out_uri, config, store)
+            link_with_ray(mentions, kb_uri, out_uri, config, store)
     else:
-        _link_in_process(mentions, kb_version_uri, out_uri, config, store)
+        _link_in_process(mentions, kb_uri, out_uri, config, store, gold_candidates)
     seconds = time.perf_counter() - start
     stats = {"n_mentions": len(mentions), "n_rejected": len(rejected), "seconds": round(seconds, 2),
              "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
@@ -137,13 +147,14 @@ def link(
     return LinkRun(stats, {m.id: m.gold_attributes for m in mentions if m.gold_attributes})
 
 
-def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> None:
-    from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row
+def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore,
+                     gold_candidates: bool = False) -> None:
+    from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row, make_disambiguator
 
     kb = load_kb(kb_uri, store, config.index)
     encoder = MentionEncoder(config, store)
     check_compatible(kb.manifest, config, encoder)
-    linker = Linker(kb, config)
+    linker = Linker(kb, config, make_disambiguator(kb, config, store), gold_candidates=gold_candidates)
     rows = []
     batch = config.text_stage.batch_size
     for start in range(0, len(mentions), batch):
@@ -163,31 +174,96 @@ def read_link_results(out_uri: str, store: ObjectStore) -> pa.Table:
     )
 
 
+def split_mentions(mentions: list[Mention], dev_share: float = 0.2, test_share: float = 0.2
+                   ) -> tuple[list[Mention], list[Mention], list[Mention]]:
+    """A deterministic train/dev/test split by a hash of the mention id: the same corpus always
+    splits the same way, whatever order it comes in."""
+    import hashlib
+
+    def bucket(m: Mention) -> float:
+        return int(hashlib.sha1(m.id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    train, dev, test = [], [], []
+    for m in mentions:
+        b = bucket(m)
+        (test if b < test_share else dev if b < test_share + dev_share else train).append(m)
+    return train, dev, test
+
+
 def evaluate(
     config: AmeliConfig, entities_uri: str, mentions_uri: str, workdir: str, *, images_uri: str | None = None,
-    engine: Engine = "ray", say: Say = _quiet,
+    train_mentions_uri: str | None = None, dev_mentions_uri: str | None = None, ablations: bool = True,
+    train: bool = True, engine: Engine = "ray", say: Say = _quiet,
 ) -> dict:
-    """Builds a KB from the entities, links the mentions, scores them; writes workdir/metrics.json."""
+    """Builds a KB, trains the disambiguation model (unless `disambiguation.model` names one),
+    links the evaluation mentions with the full pipeline, scores them; writes workdir/metrics.json.
+
+    Without --train-mentions/--dev-mentions the given mentions are split (60/20/20 by id hash):
+    the model trains on the first part, tunes fusion on the second, and only the held-out rest
+    is scored. `train=False` (no model) scores retrieval and the attribute filter over all of them."""
     workdir_path = Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore(config.s3)
     entity_images = join_uri(images_uri, "product_images") if images_uri else None
     mention_images = join_uri(images_uri, "cleaned_review_images") if images_uri else None
-    kb_uri = str(workdir_path / "kb")
-    out_uri = str(workdir_path / "links")
+    rejected: list[str] = []
+    mentions = read_mentions(mentions_uri, store, mention_images, rejected)
+    trained = train and config.disambiguation.model is None
+    if trained and (train_mentions_uri is None) != (dev_mentions_uri is None):
+        raise ValueError("give both --train-mentions and --dev-mentions, or neither (the mentions are then split)")
+    if trained and train_mentions_uri is None:
+        train_set, dev, scored = split_mentions(mentions)
+        scored_note = {"mentions": "held-out 20% of the given mentions (split by hash of mention id)",
+                       "split": {"train": len(train_set), "dev": len(dev), "test": len(scored)}}
+    else:
+        train_set = read_mentions(train_mentions_uri, store, mention_images) if trained else []
+        dev = read_mentions(dev_mentions_uri, store, mention_images) if trained else []
+        scored = mentions
+        scored_note = {"mentions": f"all of {mentions_uri}"}
+    scored_note["mention_ids"] = [m.id for m in scored]
     with ray_session(config, engine):
-        version_uri, kb, build_stats = build_kb(
-            config, entities_uri, kb_uri, images_uri=entity_images, engine=engine, say=say
+        version_uri, _, build_stats = build_kb(
+            config, entities_uri, str(workdir_path / "kb"), images_uri=entity_images, engine=engine, say=say
         )
-        run = link(config, version_uri, mentions_uri, out_uri, images_uri=mention_images, engine=engine, say=say)
-    store = ObjectStore(config.s3)
-    metrics = score(read_link_results(out_uri, store), build_stats, run, version_uri)
+        training = None
+        if trained:
+            from ameli_ray.training_run import train_model
+
+            training = train_model(config, version_uri, train_set, dev, str(workdir_path / "model"), engine=engine, say=say)
+            config = with_model(config, training["model"])
+        metrics = link_and_score(config, version_uri, scored, str(workdir_path / "links"), build_stats,
+                                 rejected=rejected, engine=engine, say=say, ablations=ablations)
+    metrics["scored"] = scored_note
+    if training is not None:
+        metrics["training"] = training["training"]
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str) -> dict:
+def with_model(config: AmeliConfig, model_uri: str) -> AmeliConfig:
+    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": model_uri})})
+
+
+def link_and_score(
+    config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, build_stats: dict, *,
+    rejected: list[str] | None = None, engine: Engine = "ray", say: Say = _quiet, ablations: bool = True,
+) -> dict:
+    """Links with the full pipeline and scores; with `ablations`, also the paper's rows."""
+    store = ObjectStore(config.s3)
+    run = link_mentions(config, kb_uri, mentions, out_uri, rejected=rejected, engine=engine, say=say)
+    results = read_link_results(out_uri, store)
+    metrics = score(results, build_stats, run, kb_uri, config)
+    if ablations and config.disambiguation.model:
+        from ameli_ray.evaluation.ablations import ablation_rows
+
+        metrics["ablations"] = ablation_rows(config, kb_uri, mentions, results.to_pylist(), say)
+    return metrics
+
+
+def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str, config: AmeliConfig | None = None) -> dict:
     rows = results.to_pylist()
-    metrics = linking_metrics(rows)
+    top_n = config.disambiguation.fusion.top_n if config is not None and config.disambiguation.model else None
+    metrics = linking_metrics(rows, top_n=top_n)
     gold = run.gold_attributes
     if gold:
         from ameli_ray.evaluation.attributes import attribute_prf
@@ -198,6 +274,7 @@ def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str) -> di
         metrics.update({f"attribute_{k}": prf[k] for k in ("precision", "recall", "f1")})
     metrics.update(
         kb=kb_uri,
+        model=config.disambiguation.model if config is not None else None,
         n_entities=build_stats["n_entities"],
         kb_build_entities_per_s=build_stats["entities_per_s"],
         linking_mentions_per_s=run.stats["mentions_per_s"],
@@ -215,11 +292,38 @@ def _clear_local(uri: str) -> None:
             f.unlink(missing_ok=True)
 
 
-def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int = 0,
-         engine: Engine = "ray", say: Say = _quiet, progress=None) -> dict:
-    """The main job on the embedded default: catalogue -> local S3 -> KB -> link test split -> metrics."""
-    from ameli_ray.catalog import generate_catalog
+# A short training run that fits the demo's 15-minute budget on 2 CPU cores; a setting given in
+# the config file, the environment or --set wins over these.
+DEMO_PROFILE = {
+    "train": {"text_epochs": 2, "max_train_mentions": 200, "candidates": 5, "image_epochs": 15, "threads": 2,
+              "text_lr": 1e-4, "head_lr": 3e-3},
+    "disambiguation.text": {"max_seq_length": 64, "frozen_layers": 4},
+}
 
+
+def demo_profile(config: AmeliConfig) -> AmeliConfig:
+    updates: dict = {}
+    for path, values in DEMO_PROFILE.items():
+        section = config
+        for name in path.split("."):
+            section = getattr(section, name)
+        kept = {k: v for k, v in values.items() if k not in section.model_fields_set}
+        updates[path] = section.model_copy(update=kept)
+    text = updates["disambiguation.text"]
+    return config.model_copy(update={
+        "train": updates["train"],
+        "disambiguation": config.disambiguation.model_copy(update={"text": text}),
+    })
+
+
+def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int = 0,
+         engine: Engine = "ray", say: Say = _quiet, progress=None, ablations: bool = True) -> dict:
+    """The main job on the embedded default: catalogue -> local S3 -> KB -> training (Ray Train)
+    -> link the test split with the full pipeline -> metrics and ablations."""
+    from ameli_ray.catalog import generate_catalog
+    from ameli_ray.training_run import train_model
+
+    config = demo_profile(config)
     workdir_path = Path(workdir)
     catalog_dir = workdir_path / "catalog"
     say(f"generating the demo catalogue ({n_products} products, seed {seed}) in {catalog_dir}")
@@ -231,15 +335,19 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
         bucket = "s3://ameli-demo"
         n_files = store.upload_dir(catalog_dir, f"{bucket}/catalog")
         say(f"uploaded {n_files} catalogue files to {bucket}/catalog")
+        split = {name: read_mentions(f"{bucket}/catalog/mentions_{name}.json", store) for name in ("train", "dev", "test")}
         with ray_session(config, engine):
             version_uri, _, build_stats = build_kb(
                 config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
             )
+            training = train_model(config, version_uri, split["train"], split["dev"], f"{bucket}/models/demo",
+                                   engine=engine, say=say)
+            config = with_model(config, training["model"])
             out_uri = f"{bucket}/links/test"
-            run = link(config, version_uri, f"{bucket}/catalog/mentions_test.json", out_uri, engine=engine, say=say)
-        results = read_link_results(out_uri, store)
-        pq.write_table(results, workdir_path / "links_test.parquet")
-    metrics = score(results, build_stats, run, version_uri)
+            metrics = link_and_score(config, version_uri, split["test"], out_uri, build_stats,
+                                     engine=engine, say=say, ablations=ablations)
+        pq.write_table(read_link_results(out_uri, store), workdir_path / "links_test.parquet")
+    metrics["training"] = training["training"]
     metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
     (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -116,3 +116,19 @@ def test_missing_mention_image_is_reported_not_fatal(toy_dir, tmp_path):
     (row,) = read_link_results(str(tmp_path / "links"), ObjectStore()).to_pylist()
     assert row["errors"] == [f"image not found: {tmp_path / 'nope.jpg'}"]
     assert row["entity_id"]  # still linked, on its text
+
+
+@pytest.mark.slow
+def test_train_and_link_refuse_a_missing_model_or_kb_with_one_line(tmp_path, toy_dir):
+    """No KB to train against, no model to link with: exit 2 naming what is missing, quickly."""
+    mentions = str(toy_dir / "mentions.json")
+    out = run_cli("train", "--kb", str(tmp_path / "nokb"), "--train-mentions", mentions, "--dev-mentions", mentions,
+                  "--model", str(tmp_path / "model"), "--engine", "local")
+    assert out.returncode == 2, out.stderr
+    assert "no KB at" in out.stderr and "Traceback" not in out.stderr
+    built = run_cli("build-kb", "--entities", str(toy_dir / "entities.json"), "--kb", str(tmp_path / "kb"), "--engine", "local")
+    assert built.returncode == 0, built.stderr
+    linked = run_cli("link", "--kb", str(tmp_path / "kb"), "--mentions", mentions, "--out", str(tmp_path / "links"),
+                     "--engine", "local", "--set", f"disambiguation.model={tmp_path / 'nomodel'}")
+    assert linked.returncode == 2, linked.stderr
+    assert "no disambiguation model at" in linked.stderr and "Traceback" not in linked.stderr

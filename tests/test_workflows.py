@@ -13,7 +13,7 @@ METRIC_KEYS = {"recall@1", "recall@10", "recall@20", "recall@50", "recall@100", 
 @pytest.mark.slow
 def test_evaluate_writes_metrics(toy_dir, tmp_path):
     metrics = workflows.evaluate(
-        AmeliConfig(), str(toy_dir / "entities.json"), str(toy_dir / "mentions.json"), str(tmp_path), engine="local"
+        AmeliConfig(), str(toy_dir / "entities.json"), str(toy_dir / "mentions.json"), str(tmp_path), engine="local", train=False
     )
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert METRIC_KEYS <= set(on_disk) and on_disk == metrics
@@ -23,12 +23,22 @@ def test_evaluate_writes_metrics(toy_dir, tmp_path):
 @pytest.mark.integration
 @pytest.mark.ray
 def test_demo_on_a_small_catalogue(tmp_path):
-    """The main job as `make demo` runs it, on 60 products: local S3 server, local Ray, Ray Data."""
-    metrics = workflows.demo(AmeliConfig(), str(tmp_path), n_products=60, seed=3, engine="ray")
+    """The main job as `make demo` runs it, on 60 products: local S3 server, local Ray, Ray Data,
+    Ray Train (with a training run shortened further than the demo's own profile)."""
+    config = AmeliConfig.load(None, [
+        "train.max_train_mentions=24", "train.candidates=3", "train.image_epochs=2",
+        "disambiguation.text.max_seq_length=32", "disambiguation.text.frozen_layers=5",
+    ])
+    metrics = workflows.demo(config, str(tmp_path), n_products=60, seed=3, engine="ray")
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert METRIC_KEYS <= set(on_disk)
+    assert METRIC_KEYS | {"retrieval_accuracy", "disambiguation_f1", "nil_precision", "nil_recall"} <= set(on_disk)
+    assert {"retrieval only", "text stream only", "image stream only", "no attributes", "full: gold attributes",
+            "gold candidates (upper bound)"} <= set(on_disk["ablations"])
+    assert on_disk["training"]["text"]["examples"] == 24 and on_disk["model"].startswith("s3://ameli-demo/models/")
     assert on_disk["n_mentions"] > 0
-    assert on_disk["n_mentions"] == metrics["catalogue"]["n_mentions"]["test"]
+    # seed 3 leaves two products out of the KB: their reviews are "no matching product" mentions
+    assert on_disk["n_nil_mentions"] > 0
+    assert on_disk["n_mentions"] + on_disk["n_nil_mentions"] == metrics["catalogue"]["n_mentions"]["test"]
     # retrieval works on the generated catalogue: the right product is almost always in the top 10
     assert on_disk["recall@10"] >= 0.8
     assert (tmp_path / "links_test.parquet").exists()
@@ -45,6 +55,31 @@ def test_evaluate_survives_a_rejected_record(toy_dir, tmp_path):
     ]
     corpus = tmp_path / "mentions.jsonl"
     corpus.write_text("\n".join(json.dumps(g) for g in good) + '\n{"id": "broken", "text": \n')
-    metrics = workflows.evaluate(AmeliConfig(), str(toy_dir / "entities.json"), str(corpus), str(tmp_path / "w"), engine="local")
+    metrics = workflows.evaluate(AmeliConfig(), str(toy_dir / "entities.json"), str(corpus), str(tmp_path / "w"), engine="local", train=False)
     assert metrics["n_mentions"] == 6 and metrics["accuracy"] == 1.0
     assert "not valid JSON" in (tmp_path / "w" / "links" / "_rejected.jsonl").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_evaluate_trains_on_a_split_and_scores_only_the_held_out_part(tmp_path):
+    from ameli_ray.catalog import generate_catalog
+    from ameli_ray.formats import read_mentions
+    from ameli_ray.storage import ObjectStore
+
+    generate_catalog(tmp_path / "cat", n_products=30, seed=4)
+    config = AmeliConfig.load(None, [
+        "train.max_train_mentions=10", "train.candidates=3", "train.image_epochs=1", "train.text_epochs=1",
+        "disambiguation.text.max_seq_length=32", "disambiguation.text.frozen_layers=5", "ray.num_cpus=2",
+    ])
+    mentions = str(tmp_path / "cat" / "mentions_train.json")
+    metrics = workflows.evaluate(config, str(tmp_path / "cat" / "entities.json"), mentions, str(tmp_path / "w"),
+                                 images_uri=str(tmp_path / "cat"), engine="local", ablations=False)
+    train, dev, test = workflows.split_mentions(read_mentions(mentions, ObjectStore()))
+    assert metrics["scored"]["split"] == {"train": len(train), "dev": len(dev), "test": len(test)}
+    assert sorted(metrics["scored"]["mention_ids"]) == sorted(m.id for m in test)
+    assert metrics["n_mentions"] == len(test) and "ablations" not in metrics
+    assert metrics["training"]["text"]["examples"] == 10 and metrics["model"]
+    # the split depends on the ids only, not on the order of the file
+    shuffled = workflows.split_mentions(list(reversed(train + dev + test)))[2]
+    assert sorted(m.id for m in shuffled) == sorted(m.id for m in test)

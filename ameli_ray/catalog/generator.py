@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 JPEG_QUALITY = 88
 SPLITS = ("train", "dev", "test")
 ProgressFn = Callable[[str, int, int], None]
 
 # RNG stream ids: one independent stream per purpose and item, so adding reviews to one product
 # never changes another product's images.
-_S_FAMILIES, _S_FAMILY, _S_LAYOUT, _S_COUNTS, _S_REVIEW, _S_IDS, _S_SPLIT = range(7)
+_S_FAMILIES, _S_FAMILY, _S_LAYOUT, _S_COUNTS, _S_REVIEW, _S_IDS, _S_SPLIT, _S_UNLISTED = range(8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,13 +102,17 @@ def generate_catalog(
     reviews_per_product: float = 3.0,
     image_size: int = 224,
     progress: ProgressFn | None = None,
+    unlisted_share: float = 0.03,
 ) -> CatalogSummary:
     """Write a synthetic AMELI-format catalogue to `out_dir` and return what was written.
 
     `n_products` products (>= 2) in families of 2-8 across the categories of `CATEGORY_NAMES`;
     about `reviews_per_product` reviews per product on average; square JPEGs of `image_size`
     pixels. `progress(stage, done, total)` is called now and then (stages: "plan", "products",
-    "write"). An existing `out_dir` is reused only when empty or holding an earlier generated
+    "write"). About `unlisted_share` of the products (never the only one of their family) are
+    left out of entities.json: their reviews go to dev and test as "no matching product" mentions
+    (`gold_entity_info.nil`), the hard kind, whose near-identical siblings are in the KB.
+    An existing `out_dir` is reused only when empty or holding an earlier generated
     catalogue (whose images are replaced), never over somebody's real data.
     """
     if n_products < 2:
@@ -129,6 +133,7 @@ def generate_catalog(
     review_ids = _review_ids(int(counts.sum()), seed)
     report("plan", 1, 1)
 
+    unlisted = _unlisted_products(families, unlisted_share, seed)
     entities: list[dict[str, Any]] = []
     reviews: list[_Review] = []
     n_entity_images = 0
@@ -136,9 +141,10 @@ def generate_catalog(
     next_review = 0
     for i, product in enumerate(products):
         views = [_render_view(product, v, image_size, seed) for v in range(_N_VIEWS)]
-        image_names = _write_product_images(product, views, product_dir)
-        n_entity_images += len(image_names)
-        entities.append(_entity_json(product, image_names))
+        if product.entity_id not in unlisted:  # an unlisted product's reviews still show it
+            image_names = _write_product_images(product, views, product_dir)
+            n_entity_images += len(image_names)
+            entities.append(_entity_json(product, image_names))
         for _ in range(int(counts[i])):
             rid = int(review_ids[next_review])
             rng = np.random.default_rng([seed, _S_REVIEW, next_review])
@@ -148,14 +154,15 @@ def generate_catalog(
             report("products", i + 1, len(products))
 
     report("write", 0, 3)
-    split_of = _assign_splits(reviews, seed)
+    split_of = _assign_splits([r for r in reviews if r.product.entity_id not in unlisted], seed)
+    split_of.update(_nil_splits([r for r in reviews if r.product.entity_id in unlisted], seed))
     entities_path = out / "entities.json"
     _write_json_array(entities_path, entities)
     report("write", 1, 3)
     mention_paths: dict[str, Path] = {}
     n_mentions: dict[str, int] = {}
     for split in SPLITS:
-        rows = [r.to_json() for r in reviews if split_of[r.review_id] == split]
+        rows = [r.to_json(nil=r.product.entity_id in unlisted) for r in reviews if split_of[r.review_id] == split]
         rows.sort(key=lambda row: row["review_id"])
         mention_paths[split] = out / f"mentions_{split}.json"
         n_mentions[split] = len(rows)
@@ -1807,15 +1814,16 @@ class _Review:
     photo_values: dict[str, str]  # what the photos show (also where the text says it too)
     scenario: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, nil: bool = False) -> dict[str, Any]:
         p = self.product
+        gold = {"id": None, "nil": True} if nil else {"id": p.entity_id}
         return {
             "review_id": self.review_id,
             "header": self.header,
             "body": self.body,
             "mention": self.mention,
             "review_image_path": self.image_names,
-            "gold_entity_info": {"id": p.entity_id, "product_name": p.name, "product_category": p.category.name},
+            "gold_entity_info": {**gold, "product_name": p.name, "product_category": p.category.name},
             "user": self.user,
             "rating": self.rating,
             "recommendation": self.recommendation,
@@ -2003,6 +2011,23 @@ def _assign_splits(reviews: list[_Review], seed: int) -> dict[int, str]:
         rid = pool[int(i)].review_id
         split[rid] = "dev" if rank < n_dev else "test" if rank < n_dev + n_test else "train"
     return split
+
+
+def _unlisted_products(families: list, share: float, seed: int) -> set[int]:
+    """Products left out of the KB: one member of some families with three or more."""
+    rng = np.random.default_rng([seed, _S_UNLISTED])
+    eligible = [f for f in families if len(f.members) >= 3]
+    n = min(len(eligible), round(share * sum(len(f.members) for f in families)))
+    picked = rng.choice(len(eligible), size=n, replace=False) if n else []
+    return {eligible[int(i)].members[int(rng.integers(len(eligible[int(i)].members)))].entity_id for i in picked}
+
+
+def _nil_splits(reviews: list[_Review], seed: int) -> dict[int, str]:
+    """Reviews of unlisted products: half dev (to calibrate the threshold), half test."""
+    rng = np.random.default_rng([seed, _S_UNLISTED, 1])
+    order = rng.permutation(len(reviews))
+    ordered = sorted(reviews, key=lambda r: r.review_id)
+    return {ordered[int(i)].review_id: "dev" if rank % 2 == 0 else "test" for rank, i in enumerate(order)}
 
 
 def _determined(product: _Product, values: dict[str, str]) -> bool:

@@ -168,12 +168,16 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
 
 
 class RetrieveStage:
-    def __init__(self, config: AmeliConfig, kb_uri: str):
+    """Retrieval and the attribute filter. With `keep_evidence` the mention record and its photo
+    features stay in the output, for the disambiguation stage or for building training examples."""
+
+    def __init__(self, config: AmeliConfig, kb_uri: str, keep_evidence: bool = False):
         from ameli_ray.linker import Linker
 
         set_threads(config.retrieve_stage)
         self.kb = load_kb(kb_uri, ObjectStore(config.s3), config.index)
         self.linker = Linker(self.kb, config)
+        self.keep_evidence = keep_evidence
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ameli_ray.linker import EncodedMention, link_result_row
@@ -190,16 +194,65 @@ class RetrieveStage:
             m = Mention.model_validate_json(mj)
             query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim))
             encoded.append(EncodedMention(m, query, errs + oerrs, ocr))
-        rows = [link_result_row(r) for r in self.linker.link(encoded)]
-        return pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+        rows = [link_result_row(r) for r in self.linker.retrieve(encoded)]
+        table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+        if self.keep_evidence:
+            table = table.append_column("record", batch.column("record")).append_column("image_emb", batch.column("image_emb"))
+        return table
+
+
+class DisambiguateStage:
+    """Both streams over the top candidates, fusion, the filter and the "no match" threshold.
+    Its own actor pool: the cross-encoder is the part that wants a GPU."""
+
+    def __init__(self, config: AmeliConfig, kb_uri: str):
+        from ameli_ray.linker import make_disambiguator
+        from ameli_ray.encoders.text import pick_device
+
+        set_threads(config.disambiguate_stage)
+        store = ObjectStore(config.s3)
+        self.kb = load_kb(kb_uri, store, config.index)
+        device = pick_device(None) if config.disambiguate_stage.num_gpus else "cpu"
+        self.disambiguator = make_disambiguator(self.kb, config, store, device)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ameli_ray.disambiguation.model import MentionEvidence
+        from ameli_ray.linker import link_result_from_row, link_result_row
+
+        dim = self.kb.manifest.image_dim
+        rows = batch.drop_columns(["record", "image_emb"]).to_pylist()
+        results = [link_result_from_row(r) for r in rows]
+        evidence = [
+            MentionEvidence(Mention.model_validate_json(mj), [a.key for a in r.attributes],
+                            np.asarray(im, np.float32).reshape(-1, dim))
+            for mj, im, r in zip(batch.column("record").to_pylist(),
+                                 batch.column("image_emb").to_numpy(zero_copy_only=False), results)
+        ]
+        out = [link_result_row(r) for r in self.disambiguator.rerank(evidence, results)]
+        return pa.Table.from_pylist(out, schema=LINK_RESULT_ARROW_SCHEMA)
+
+
+def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig):
+    """Retrieval output with the evidence kept, streamed back to the driver (training examples)."""
+    ds = _embedded(mentions, "mention", config).map_batches(
+        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": True},
+        batch_format="pyarrow", **actor_options(config.retrieve_stage),
+    )
+    yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
 def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:
     """Links mentions and writes parquet files under `out_uri` (local or s3://). Returns the row count."""
+    disambiguate = bool(config.disambiguation.model)
     ds = _embedded(mentions, "mention", config).map_batches(
-        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
+        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": disambiguate},
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
+    if disambiguate:
+        ds = ds.map_batches(
+            DisambiguateStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
+            batch_format="pyarrow", **actor_options(config.disambiguate_stage),
+        )
     store.ensure_bucket(out_uri)
     # Each block becomes one parquet file written through the ObjectStore, so the output goes
     # wherever the inputs came from with the same credentials, timeouts and error messages.

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ameli_ray.errors import InputFormatError
-from ameli_ray.schema import Entity, Mention
+from ameli_ray.schema import NIL_ENTITY, Entity, Mention
 from ameli_ray.storage.objects import ObjectStore, is_s3, join_uri
 
 ENTITY_IMAGES_DIR = "product_images"
@@ -290,6 +290,16 @@ def review_text(fields: Fields) -> str:
     return f"{header}. {body}" if header and body else header or body
 
 
+def _gold_id(gold: "Fields | None") -> str | None:
+    """The gold entity id; NIL_ENTITY for a review labelled as about no product of the KB
+    (`"nil": true`); None when the review is unlabelled."""
+    if gold is None:
+        return None
+    if gold.obj.get("nil") is True:
+        return NIL_ENTITY
+    return gold.id("id")
+
+
 def mention_from_record(obj: Any, *, uri: str, index: int, images_uri: str) -> Mention:
     fields = Fields(uri, f"record {index}", obj)
     mention_id = fields.id("review_id")
@@ -301,7 +311,7 @@ def mention_from_record(obj: Any, *, uri: str, index: int, images_uri: str) -> M
         text=review_text(fields),
         surface=fields.text("mention"),
         image_uris=[resolve_image(images_uri, n) for n in fields.texts("review_image_path")],
-        gold_entity_id=gold.id("id") if gold is not None else None,
+        gold_entity_id=_gold_id(gold),
         gold_attributes=fields.mapping("gold_attributes"),
     )
 

@@ -1,7 +1,7 @@
 """JSON Lines corpora: one mention or entity object per line, with the schema's field names.
 
 Mentions: `id`, `text` (or AMELI's `header`/`body`), `surface`, `image_uris`, `gold_entity_id`,
-`gold_attributes`. Entities: `id`, `name`, `category`, `description`, `features`, `attributes`,
+`gold_attributes`, `nil` (true: about no product of the KB). Entities: `id`, `name`, `category`, `description`, `features`, `attributes`,
 `image_uris`. Unknown fields are ignored. Relative image paths are joined onto `images_uri`, by
 default the folder holding the file, so a corpus and its images can move together.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from ameli_ray.errors import InputFormatError
 from ameli_ray.formats.ameli import Fields, build, parent_uri, resolve_image, review_text
-from ameli_ray.schema import Entity, Mention
+from ameli_ray.schema import NIL_ENTITY, Entity, Mention
 from ameli_ray.storage.objects import ObjectStore
 
 
@@ -79,7 +79,8 @@ def _mention(fields: Fields, images: str) -> Mention:
         text=text,
         surface=fields.text("surface"),
         image_uris=[resolve_image(images, u) for u in fields.texts("image_uris")],
-        gold_entity_id=fields.optional_id("gold_entity_id"),
+        # `"nil": true` labels a mention about a product the KB does not hold
+        gold_entity_id=NIL_ENTITY if fields.obj.get("nil") is True else fields.optional_id("gold_entity_id"),
         gold_attributes=fields.mapping("gold_attributes"),
     )
 

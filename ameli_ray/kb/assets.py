@@ -217,14 +217,14 @@ def _parquet(entities: list[Entity]) -> bytes:
     return buf.getvalue()
 
 
-def resolve_version(uri: str, store: ObjectStore) -> str:
-    """A version folder as given, or the root's LATEST version."""
+def resolve_version(uri: str, store: ObjectStore, what: str = "KB") -> str:
+    """A version folder as given, or the root's LATEST version (KBs and trained models alike)."""
     if store.exists(join_uri(uri, MANIFEST)):
         return uri
     latest = join_uri(uri, LATEST)
     if store.exists(latest):
         return join_uri(uri, store.read_text(latest).strip())
-    raise ObjectNotFound(f"no KB at {uri}: neither {MANIFEST} nor {LATEST} found there")
+    raise ObjectNotFound(f"no {what} at {uri}: neither {MANIFEST} nor {LATEST} found there")
 
 
 def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:

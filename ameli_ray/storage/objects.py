@@ -210,6 +210,22 @@ class ObjectStore:
         infos = self._call("list", uri, lambda: fs.get_file_info(selector))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
+    def delete_prefix(self, uri: str) -> int:
+        """Deletes every file below a prefix (a folder); returns how many. Nothing there is fine."""
+        files = self.list_files(uri)
+        if is_s3(uri):
+            client = self.boto3_client()
+            for start in range(0, len(files), 1000):  # the DeleteObjects limit
+                chunk = files[start : start + 1000]
+                bucket = split_s3(chunk[0])[0]
+                objects = [{"Key": split_s3(f)[1]} for f in chunk]
+                self._call("delete", uri, lambda: client.delete_objects(Bucket=bucket, Delete={"Objects": objects}))
+            return len(files)
+        fs, path = self.resolve(uri)
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            self._call("delete", uri, lambda: fs.delete_dir(path))
+        return len(files)
+
     def ensure_bucket(self, uri: str) -> None:
         if not is_s3(uri):
             return

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,14 @@ def mentions(catalog: tuple[Path, CatalogSummary]) -> dict[str, list[dict[str, A
             for s in ("train", "dev", "test")}
 
 
+@pytest.fixture(scope="module")
+def unlisted(entities: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The would-be entity of each product left out of entities.json (the gold of NIL reviews), by name."""
+    products = [p for f in gen._plan_families(N_PRODUCTS, SEED) for p in f.members if p.entity_id not in entities]
+    assert len({p.name for p in products}) == len(products)  # one per family: a name identifies it
+    return {p.name: gen._entity_json(p, []) for p in products}
+
+
 def spec(entity: dict[str, Any]) -> dict[str, str]:
     return {row["specification"]: row["value"] for section in entity["Spec"] for row in section["text"]}
 
@@ -55,6 +64,23 @@ def family_key(entity: dict[str, Any]) -> tuple[str, str]:
 
 def all_mentions(mentions: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [m for rows in mentions.values() for m in rows]
+
+
+def is_nil(mention: dict[str, Any]) -> bool:
+    """A review of a product left out of entities.json ("no matching product")."""
+    return mention["gold_entity_info"].get("nil") is True
+
+
+def listed_mentions(mentions: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [m for m in all_mentions(mentions) if not is_nil(m)]
+
+
+def gold_entity(mention: dict[str, Any], entities: dict[int, dict[str, Any]],
+                unlisted: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The entity a review is about: from entities.json, or the unlisted product's would-be entity for NIL."""
+    if is_nil(mention):
+        return unlisted[mention["gold_entity_info"]["product_name"]]
+    return entities[mention["gold_entity_info"]["id"]]
 
 
 def test_same_arguments_give_identical_bytes(catalog: tuple[Path, CatalogSummary], tmp_path: Path) -> None:
@@ -78,13 +104,22 @@ def test_another_seed_gives_another_catalogue(catalog: tuple[Path, CatalogSummar
 
 
 def test_summary_counts_match_the_files(catalog: tuple[Path, CatalogSummary], entities: dict[int, dict[str, Any]],
-                                        mentions: dict[str, list[dict[str, Any]]]) -> None:
+                                        mentions: dict[str, list[dict[str, Any]]],
+                                        unlisted: dict[str, dict[str, Any]]) -> None:
     out, summary = catalog
-    assert summary.n_entities == len(entities) == N_PRODUCTS
+    assert 0 < len(unlisted) < 0.1 * N_PRODUCTS
+    assert summary.n_entities == len(entities) == N_PRODUCTS - len(unlisted)
+    assert set(entities) | {e["id"] for e in unlisted.values()} == set(range(N_PRODUCTS))
     assert summary.n_mentions == {s: len(rows) for s, rows in mentions.items()}
-    assert summary.n_entity_images == sum(len(e["image_path"]) for e in entities.values())
     assert summary.n_mention_images == sum(len(m["review_image_path"]) for m in all_mentions(mentions))
-    assert summary.n_entity_images == len(list((out / "product_images").iterdir()))
+    on_disk = {p.name for p in (out / "product_images").iterdir()}
+    assert summary.n_entity_images == len(on_disk)
+    listed_images = {name for e in entities.values() for name in e["image_path"]}
+    assert len(listed_images) == sum(len(e["image_path"]) for e in entities.values())
+    assert listed_images <= on_disk
+    # Any other product image belongs to an unlisted product (whose images entities.json never names).
+    unlisted_ids = {e["id"] for e in unlisted.values()}
+    assert all(int(name.split("_")[0]) in unlisted_ids for name in on_disk - listed_images)
     assert summary.n_mention_images == len(list((out / "cleaned_review_images").iterdir()))
     assert len(summary.categories) >= 5
     assert set(summary.categories) == {e["product_category"] for e in entities.values()}
@@ -110,7 +145,12 @@ def test_release_format(entities: dict[int, dict[str, Any]], mentions: dict[str,
     for m in all_mentions(mentions):
         assert set(m) == MENTION_FIELDS
         assert isinstance(m["review_id"], int) and m["header"] and m["body"] and m["mention"]
-        assert set(m["gold_entity_info"]) == {"id", "product_name", "product_category"}
+        if is_nil(m):
+            assert set(m["gold_entity_info"]) == {"id", "nil", "product_name", "product_category"}
+            assert m["gold_entity_info"]["id"] is None and m["gold_entity_info"]["nil"] is True
+        else:
+            assert set(m["gold_entity_info"]) == {"id", "product_name", "product_category"}
+            assert isinstance(m["gold_entity_info"]["id"], int)
         assert m["rating"] in range(1, 6) and isinstance(m["recommendation"], bool)
         assert set(m["feedback"]) == {"helpful", "unhelpful"}
         assert len(m["review_image_path"]) <= 3
@@ -123,13 +163,18 @@ def test_splits(mentions: dict[str, list[dict[str, Any]]], entities: dict[int, d
     n = len(rows)
     assert 0.05 * n <= len(mentions["dev"]) <= 0.15 * n
     assert 0.05 * n <= len(mentions["test"]) <= 0.15 * n
+    # Reviews of unlisted products ("no matching product") are for evaluation only.
+    assert not any(is_nil(m) for m in mentions["train"])
+    assert any(is_nil(m) for m in mentions["dev"]) and any(is_nil(m) for m in mentions["test"])
     family_of = {i: family_key(e) for i, e in entities.items()}
-    reviewed = {family_of[m["gold_entity_info"]["id"]] for m in rows}
+    listed = listed_mentions(mentions)
+    reviewed = {family_of[m["gold_entity_info"]["id"]] for m in listed}
     in_train = {family_of[m["gold_entity_info"]["id"]] for m in mentions["train"]}
     assert reviewed == in_train  # every family with a review is seen in training
-    per_product = defaultdict(int)
+    per_product: dict[int | str, int] = defaultdict(int)
     for m in rows:
-        per_product[m["gold_entity_info"]["id"]] += 1
+        gold = m["gold_entity_info"]
+        per_product[gold["product_name"] if is_nil(m) else gold["id"]] += 1
     assert 2.0 <= n / N_PRODUCTS <= 4.0
     assert len(set(per_product.values())) >= 3  # mention counts vary between products
 
@@ -165,9 +210,25 @@ def test_families_are_near_identical(entities: dict[int, dict[str, Any]]) -> Non
 
 
 def test_gold_points_at_real_entities_and_values(entities: dict[int, dict[str, Any]],
-                                                 mentions: dict[str, list[dict[str, Any]]]) -> None:
+                                                 mentions: dict[str, list[dict[str, Any]]],
+                                                 unlisted: dict[str, dict[str, Any]]) -> None:
+    listed_models = {spec(e)["Model Number"] for e in entities.values()}
     for m in all_mentions(mentions):
-        gold = entities[m["gold_entity_info"]["id"]]
+        gold = gold_entity(m, entities, unlisted)
+        if is_nil(m):
+            # About a product the KB lacks, whose near-identical siblings it does hold: the hard NIL.
+            assert gold["id"] not in entities and spec(gold)["Model Number"] not in listed_models
+            # Its name is not in the KB either, unless the attribute it differs in is not part of
+            # product names (a TV's refresh rate, say): then a sibling bears the same name, and
+            # only the Spec tells them apart.
+            for e in entities.values():
+                if e["product_name"] == gold["product_name"]:
+                    assert family_key(e) == family_key(gold) and spec(e) != spec(gold)
+            siblings = [e for e in entities.values() if family_key(e) == family_key(gold)
+                        and e["product_category"] == gold["product_category"]]
+            assert siblings, gold["product_name"]
+            assert max(SequenceMatcher(None, gold["product_name"], e["product_name"]).ratio()
+                       for e in siblings) >= 0.8, gold["product_name"]
         assert m["gold_entity_info"]["product_name"] == gold["product_name"]
         assert m["gold_entity_info"]["product_category"] == gold["product_category"]
         values = spec(gold)
@@ -181,11 +242,12 @@ def test_gold_points_at_real_entities_and_values(entities: dict[int, dict[str, A
 
 
 def test_literal_values_in_text_are_recorded(entities: dict[int, dict[str, Any]],
-                                             mentions: dict[str, list[dict[str, Any]]]) -> None:
+                                             mentions: dict[str, list[dict[str, Any]]],
+                                             unlisted: dict[str, dict[str, Any]]) -> None:
     """Completeness for plain statements: a Spec value written in the review is in its gold."""
     for m in all_mentions(mentions):
         text = f"{m['header']}. {m['body']}".lower()
-        for key, value in spec(entities[m["gold_entity_info"]["id"]]).items():
+        for key, value in spec(gold_entity(m, entities, unlisted)).items():
             if is_informative_value(value) and gen._literal(value).search(text):
                 assert m["gold_attributes"].get(key) == value, (key, value, text)
 
@@ -198,7 +260,8 @@ def _consistent_members(entity_id: int, values: dict[str, str], entities: dict[i
 
 def test_text_alone_often_does_not_decide(entities: dict[int, dict[str, Any]],
                                           mentions: dict[str, list[dict[str, Any]]]) -> None:
-    rows = all_mentions(mentions)
+    """Among the KB's members of the gold's family (NIL reviews have no gold in the KB to count from)."""
+    rows = listed_mentions(mentions)
     ambiguous_text = needs_photo = 0
     for m in rows:
         gold_id = m["gold_entity_info"]["id"]
@@ -245,7 +308,7 @@ def test_products_are_drawn_in_their_colour(catalog: tuple[Path, CatalogSummary]
 def test_label_text_is_really_drawn(catalog: tuple[Path, CatalogSummary], entities: dict[int, dict[str, Any]]) -> None:
     """Re-render the first image of some products to locate their labels, then look at the saved JPEG."""
     families = gen._plan_families(N_PRODUCTS, SEED)
-    products = [p for f in families for p in f.members][:12]
+    products = [p for f in families for p in f.members if p.entity_id in entities][:12]
     checked = 0
     for product in products:
         entity = entities[product.entity_id]
@@ -274,7 +337,7 @@ def test_an_ocr_engine_reads_the_labels(catalog: tuple[Path, CatalogSummary],
     for product in products:
         rendered = gen._render_view(product, 0, 224, SEED)
         big = [ln for ln in rendered.lines if ln.font_px >= 16]
-        if not big:
+        if not big or product.entity_id not in entities:
             continue
         entity = entities[product.entity_id]
         with Image.open(catalog[0] / "product_images" / entity["image_path"][0]) as img:
@@ -333,3 +396,42 @@ def test_default_size_plans_exactly_n_products(seed: int) -> None:
     assert sorted(p.entity_id for p in products) == list(range(600))
     assert len({f.category.name for f in families}) == len(gen.CATEGORIES)
     assert all(2 <= len(f.members) <= 8 and 1 <= len(f.varying) <= 2 for f in families)
+
+
+def test_unlisted_products_become_nil_reviews_in_dev_and_test(tmp_path: Path) -> None:
+    """With the default share, round(0.03 * n) products (one of some families of 3+) are left out of
+    entities.json and all their reviews are NIL mentions of dev and test; a share of 0 lists them all."""
+    n, seed = 600, 0
+    out = tmp_path / "default"
+    summary = generate_catalog(out, n_products=n, seed=seed, reviews_per_product=0.3, image_size=64)
+    listed = {e["id"] for e in json.loads((out / "entities.json").read_text(encoding="utf-8"))}
+    rows = {s: json.loads((out / f"mentions_{s}.json").read_text(encoding="utf-8")) for s in gen.SPLITS}
+    missing = set(range(n)) - listed
+    families = gen._plan_families(n, seed)
+    eligible = [f for f in families if len(f.members) >= 3]
+    assert len(eligible) >= round(0.03 * n)  # so the family constraint does not cap the count here
+    assert len(missing) == round(0.03 * n) == n - summary.n_entities
+    assert missing == gen._unlisted_products(families, 0.03, seed)
+    for family in families:
+        left_out = [p for p in family.members if p.entity_id in missing]
+        assert len(left_out) <= 1  # one member of a family at most ...
+        assert not left_out or len(family.members) >= 3  # ... and at least two siblings stay listed
+    name_of = {p.entity_id: p.name for f in families for p in f.members}
+    nil = {s: [m for m in ms if is_nil(m)] for s, ms in rows.items()}
+    assert not nil["train"]
+    assert nil["dev"] and nil["test"]
+    assert abs(len(nil["dev"]) - len(nil["test"])) <= 1  # half each
+    nil_names = {m["gold_entity_info"]["product_name"] for ms in nil.values() for m in ms}
+    assert nil_names <= {name_of[i] for i in missing}
+    for m in (m for ms in rows.values() for m in ms if not is_nil(m)):
+        assert m["gold_entity_info"]["id"] in listed  # every other review points into entities.json
+
+    none_out = tmp_path / "none"
+    summary = generate_catalog(none_out, n_products=20, seed=1, reviews_per_product=1.0, image_size=64,
+                               unlisted_share=0)
+    assert gen._unlisted_products(gen._plan_families(20, 1), 0.03, 1)  # the default would leave one out
+    entities = json.loads((none_out / "entities.json").read_text(encoding="utf-8"))
+    assert summary.n_entities == 20 and sorted(e["id"] for e in entities) == list(range(20))
+    for s in gen.SPLITS:
+        for m in json.loads((none_out / f"mentions_{s}.json").read_text(encoding="utf-8")):
+            assert not is_nil(m) and m["gold_entity_info"]["id"] in range(20)

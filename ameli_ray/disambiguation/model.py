@@ -1,0 +1,300 @@
+"""The trained disambiguation model as a versioned asset, and the `Disambiguator` that applies it.
+
+    <root>/LATEST
+    <root>/<version>/manifest.json             streams, base models, fusion, training record, sha256 of every file
+    <root>/<version>/text/backbone/…           the fine-tuned cross-encoder (HF layout, safetensors) + tokenizer
+    <root>/<version>/text/text_head.safetensors, text/text_stream.json
+    <root>/<version>/image_adapter.safetensors
+
+The image adapter was trained on one image tower's features: a KB built with another tower is
+refused, as the linker refuses a KB built with other encoders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import OrderedDict
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+
+from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
+from ameli_ray.disambiguation.examples import mention_pairs
+from ameli_ray.disambiguation.image_stream import ImageStream
+from ameli_ray.disambiguation.statements import build_pair_batch
+from ameli_ray.encoders.loading import cache_dir
+from ameli_ray.errors import ChecksumMismatch, ConfigError, InputFormatError
+from ameli_ray.fusion import FusionModel, StreamScores, answer, fuse
+from ameli_ray.kb.assets import KnowledgeBase, center_images, resolve_version
+from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention
+from ameli_ray.storage import ObjectStore, join_uri
+
+MODEL_FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LATEST = "LATEST"
+IMAGE_FILE = "image_adapter.safetensors"
+
+
+class ModelManifest(BaseModel):
+    format_version: int = MODEL_FORMAT_VERSION
+    name: str
+    version: str = ""
+    created_at: str
+    kb: str  # the KB version the streams were trained against (for the record)
+    image_model: str  # the adapter's input space
+    image_fingerprint: str
+    text_model: str | None  # the cross-encoder it was fine-tuned from; None without a text stream
+    text_settings: dict[str, Any]
+    image_settings: dict[str, Any]
+    has_image: bool
+    fusion: FusionModel
+    training: dict[str, Any] = {}
+    files: dict[str, str] = {}  # name -> sha256
+
+
+@dataclass
+class MentionEvidence:
+    """What disambiguation needs of a mention besides its candidates."""
+
+    mention: Mention
+    attribute_keys: list[str]  # keys of the attribute values read from it (statements about these come first)
+    photos: np.ndarray  # [n_photos, image_dim] raw image-tower features
+
+
+@dataclass
+class DisambiguationModel:
+    manifest: ModelManifest
+    text: Any | None  # TextStream (imported lazily: transformers is heavy)
+    image: ImageStream | None
+
+
+def write_model(
+    root_uri: str, store: ObjectStore, manifest: ModelManifest, text: Any | None, image: ImageStream | None,
+    version: str | None = None, point_latest: bool = True,
+) -> str:
+    """Writes a version folder (files, then manifest, then LATEST). Returns the version URI."""
+    version = version or dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d-%H%M%S")
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if text is not None:
+            text.save(Path(tmp) / "text")
+        if image is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in image.state_dict().items()}, str(Path(tmp) / IMAGE_FILE))
+        for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+            files[path.relative_to(tmp).as_posix()] = path.read_bytes()
+    manifest = manifest.model_copy(
+        update={"version": version, "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}
+    )
+    version_uri = join_uri(root_uri, version)
+    store.ensure_bucket(version_uri)
+    for name, data in files.items():
+        store.write_bytes(join_uri(version_uri, name), data)
+    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
+    if point_latest:
+        store.write_text(join_uri(root_uri, LATEST), version + "\n")
+    return version_uri
+
+
+def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, training: dict[str, Any],
+                  root_uri: str | None = None) -> ModelManifest:
+    """Replaces the fusion (tuned on dev after the streams were written) and points LATEST here."""
+    _, manifest = read_model_manifest(version_uri, store)
+    manifest = manifest.model_copy(update={"fusion": fusion, "training": {**manifest.training, **training}})
+    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
+    if root_uri is not None:
+        store.write_text(join_uri(root_uri, LATEST), manifest.version + "\n")
+    return manifest
+
+
+def read_model_manifest(uri: str, store: ObjectStore) -> tuple[str, ModelManifest]:
+    version_uri = resolve_version(uri, store, "disambiguation model")
+    raw = store.read_text(join_uri(version_uri, MANIFEST))
+    try:
+        manifest = ModelManifest.model_validate_json(raw)
+    except ValueError as exc:
+        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a disambiguation-model manifest: {exc}") from None
+    if manifest.format_version != MODEL_FORMAT_VERSION:
+        raise InputFormatError(f"model at {version_uri} has format {manifest.format_version}; this reads {MODEL_FORMAT_VERSION}")
+    return version_uri, manifest
+
+
+def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:
+    """Reads and verifies a model. The files are cached locally by content (the cross-encoder
+    loads from a folder); a cached copy is re-checked against the manifest before use."""
+    version_uri, manifest = read_model_manifest(uri, store)
+    key = hashlib.sha256(manifest.model_dump_json().encode()).hexdigest()[:16]
+    local = cache_dir() / "disambiguation" / f"{manifest.name}-{manifest.version}-{key}"
+    for name, digest in manifest.files.items():
+        target = local / name
+        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+            continue
+        data = store.read_bytes(join_uri(version_uri, name))
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise ChecksumMismatch(
+                f"{join_uri(version_uri, name)}: sha256 {actual[:12]}… does not match the model manifest; "
+                "the model is corrupt or was modified — retrain or re-upload it"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    text = None
+    if manifest.text_model is not None:
+        from ameli_ray.disambiguation.text_stream import TextStream
+
+        # the shape of the inputs is the trained model's; only the batching is the caller's
+        text_settings = TextStreamSettings(**{**manifest.text_settings, "batch_pairs": settings.text.batch_pairs})
+        text = TextStream.load(local / "text", text_settings).to(device).eval()
+    image = None
+    if manifest.has_image:
+        image = ImageStream.from_state_dict(load_file(str(local / IMAGE_FILE)), ImageStreamSettings(**manifest.image_settings))
+        image.eval()
+    return DisambiguationModel(manifest, text, image)
+
+
+def new_manifest(
+    name: str, kb: KnowledgeBase, settings: DisambiguationSettings, fusion: FusionModel, *, text: bool, image: bool,
+) -> ModelManifest:
+    return ModelManifest(
+        name=name,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        kb=f"{kb.manifest.name}/{kb.manifest.version}",
+        image_model=kb.manifest.image_model,
+        image_fingerprint=kb.manifest.image_fingerprint,
+        text_model=settings.text.model if text else None,
+        text_settings=settings.text.model_dump(),
+        image_settings=settings.image.model_dump(),
+        has_image=image,
+        fusion=fusion,
+    )
+
+
+class Disambiguator:
+    """Scores the top candidates of each retrieved mention with both streams, fuses the scores
+    with the retrieval score, applies the attribute filter and the "no match" threshold."""
+
+    def __init__(self, model: DisambiguationModel, kb: KnowledgeBase, settings: DisambiguationSettings,
+                 fusion: FusionModel | None = None, pair_cache_size: int = 50_000):
+        m = model.manifest
+        if model.image is not None and (m.image_model != kb.manifest.image_model or m.image_fingerprint != kb.manifest.image_fingerprint):
+            raise ConfigError(
+                f"disambiguation model {m.name}/{m.version} was trained on image features of {m.image_model!r} "
+                f"(weights {m.image_fingerprint}); the KB {kb.manifest.name}/{kb.manifest.version} holds "
+                f"{kb.manifest.image_model!r} (weights {kb.manifest.image_fingerprint})"
+            )
+        self.model = model
+        self.kb = kb
+        self.settings = settings
+        self.fusion = fusion or m.fusion
+        self.row_of = {e.id: i for i, e in enumerate(kb.entities)}
+        self._adapted: np.ndarray | None = None
+        # cross-encoder features of recently seen (premise, hypothesis) pairs: the ablations
+        # re-link the same mentions, and the same statements recur across candidate lists
+        self._pair_cache: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self.pair_cache_size = pair_cache_size
+
+    def stream_scores(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(text, image) scores over each mention's first top_n candidates; NaN where a stream is
+        absent (no model for it, no photos, a product without images)."""
+        n = self.settings.fusion.top_n
+        cands = [[self.kb.entities[self.row_of[c.entity_id]] for c in r.candidates[:n]] for r in results]
+        text = [np.full(len(c), np.nan, np.float32) for c in cands]
+        if self.model.text is not None:
+            settings = self.model.text.settings
+            items = [
+                mention_pairs(ev.mention, ev.attribute_keys, c, settings) if c else []
+                for ev, c in zip(evidence, cands)
+            ]
+            scored = [i for i, item in enumerate(items) if item]
+            if scored:
+                batch = build_pair_batch([items[i] for i in scored])
+                logits = self.model.text.score(batch, self._features(batch))
+                for row, i in enumerate(scored):
+                    text[i] = np.asarray(logits[row, : len(cands[i])], np.float32)
+        image = [np.full(len(c), np.nan, np.float32) for c in cands]
+        if self.model.image is not None and len(self.kb.image_emb):
+            adapted = self._adapted_kb_images()
+            for i, (ev, c) in enumerate(zip(evidence, cands)):
+                if not len(ev.photos) or not c:
+                    continue
+                photos = self._adapt(center_images(ev.photos, self.kb.image_center))
+                rows = [self.kb.image_rows(self.row_of[e.id]) for e in c]
+                flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+                if not len(flat):
+                    continue
+                sims = adapted[flat] @ photos.T
+                owner = np.repeat(np.arange(len(c)), [len(r) for r in rows])
+                scores = np.full(len(c), -np.inf, np.float32)
+                np.maximum.at(scores, owner, sims.max(axis=1))
+                image[i] = np.where(np.isinf(scores), np.nan, scores).astype(np.float32)
+        return list(zip(text, image))
+
+    def rerank(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[LinkResult]:
+        """The final answers; candidates keep their retrieval order (so Recall@K stays
+        retrieval's) and gain `text_stream`, `image_stream` and `final` channel scores."""
+        n = self.settings.fusion.top_n
+        out = []
+        for result, (text, image) in zip(results, self.stream_scores(evidence, results)):
+            top = result.candidates[:n]
+            if not top:
+                out.append(result)
+                continue
+            scores = StreamScores(
+                retrieval=np.array([c.score for c in top], np.float64), text=text.astype(np.float64),
+                image=image.astype(np.float64), contradicted=np.array([c.contradicted for c in top], bool),
+            )
+            fused = fuse(scores, self.fusion)
+            best, filtered = answer(fused, scores.contradicted, self.fusion)
+            candidates = [
+                _with_scores(c, text[i], image[i], fused[i]) if i < len(top) else c
+                for i, c in enumerate(result.candidates)
+            ]
+            out.append(
+                result.model_copy(
+                    update={
+                        "candidates": candidates,
+                        "entity_id": top[best].entity_id if best is not None else NIL_ENTITY,
+                        "score": float(fused[best]) if best is not None else float(np.max(fused)) if len(fused) else -math.inf,
+                        "filtered": filtered,
+                    }
+                )
+            )
+        return out
+
+    def _features(self, batch) -> torch.Tensor:
+        pairs = list(zip(batch.premises, batch.hypotheses))
+        missing = [p for p in dict.fromkeys(pairs) if p not in self._pair_cache]
+        if missing:
+            fresh = self.model.text.pair_features([p for p, _ in missing], [h for _, h in missing]).cpu()
+            for pair, feature in zip(missing, fresh):
+                self._pair_cache[pair] = feature
+        rows = []
+        for pair in pairs:
+            self._pair_cache.move_to_end(pair)
+            rows.append(self._pair_cache[pair])
+        while len(self._pair_cache) > self.pair_cache_size:
+            self._pair_cache.popitem(last=False)
+        if not rows:
+            return torch.zeros((0, self.model.text.hidden_size))
+        return torch.stack(rows)
+
+    def _adapted_kb_images(self) -> np.ndarray:
+        if self._adapted is None:  # once per KB: the adapter is fixed at inference
+            self._adapted = self._adapt(self.kb.image_emb)
+        return self._adapted
+
+    def _adapt(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.model.image.encode(torch.as_tensor(np.ascontiguousarray(x, np.float32))).numpy()
+
+
+def _with_scores(c: Candidate, text: float, image: float, final: float) -> Candidate:
+    return c.model_copy(update={"channel_scores": {**c.channel_scores, "text_stream": float(text),
+                                                   "image_stream": float(image), "final": float(final)}})

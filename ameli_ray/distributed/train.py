@@ -1,0 +1,194 @@
+"""Ray Train around the disambiguation streams: a TorchTrainer per stream, data from Ray Data
+shards, DDP over the workers (gloo on CPU, NCCL on GPU), bf16 autocast on GPU, checkpoints
+(safetensors + manifest) in the run's storage — S3 or a shared path — every epoch.
+
+Resuming: the run's name is fixed per model and stream, so re-running the same command after a
+crash (driver, node or cluster) finds the run's checkpoints and continues from the newest;
+within a run, Ray Train restarts failed workers from it (`train.max_failures`). The folder is
+removed once the trained model version is written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.storage import ObjectStore, join_uri
+from ameli_ray.storage.objects import is_s3, split_s3
+
+# Fault injection for the kill-and-resume test: the worker stalls after reporting this epoch,
+# so that a test can kill the driver at a known point.
+STALL_AFTER_EPOCH_ENV = "AMELI_TRAIN_STALL_AFTER_EPOCH"
+
+
+@dataclass
+class TrainOutcome:
+    stream: str
+    state: dict[str, torch.Tensor]  # the final weights
+    history: list[dict[str, float]]  # one entry per epoch, resumed runs included
+    resumed_from_epoch: int | None
+
+
+def checkpoint_root(model_root: str) -> str:
+    return join_uri(model_root, "_checkpoints")
+
+
+def storage_for(uri: str, config: AmeliConfig) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for Ray Train: S3 through pyarrow with our endpoint and
+    credentials, or a local/shared path."""
+    if not is_s3(uri):
+        return os.path.abspath(uri.removeprefix("file://")), None
+    import pyarrow.fs as pafs
+
+    s3 = config.s3
+    kwargs: dict[str, Any] = {"region": s3.region, "connect_timeout": s3.connect_timeout_s,
+                              "request_timeout": s3.request_timeout_s}
+    if s3.endpoint_url:
+        scheme, _, rest = s3.endpoint_url.partition("://")
+        kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "http")
+    if s3.access_key_id and s3.secret_access_key:
+        kwargs.update(access_key=s3.access_key_id.get_secret_value(), secret_key=s3.secret_access_key.get_secret_value())
+    bucket, key = split_s3(uri)
+    return f"{bucket}/{key}".rstrip("/"), pafs.S3FileSystem(**kwargs)
+
+
+def train_stream(
+    stream: str, rows: list[dict], config: AmeliConfig, model_root: str, *, image_dim: int | None = None,
+    say=lambda _: None,
+) -> TrainOutcome:
+    """Trains one stream on `rows` (examples from `disambiguation.examples`) with Ray Train."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ameli_ray.disambiguation.checkpoint import model_tensors, read_checkpoint_manifest
+
+    t = config.train
+    epochs = t.text_epochs if stream == "text" else t.image_epochs
+    storage_path, filesystem = storage_for(checkpoint_root(model_root), config)
+    ObjectStore(config.s3).ensure_bucket(checkpoint_root(model_root))
+    stall = os.environ.get(STALL_AFTER_EPOCH_ENV)
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={
+            "stream": stream, "config": config, "epochs": epochs, "image_dim": image_dim,
+            "stall_after_epoch": int(stall) if stall else None,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker={"CPU": t.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=stream, storage_path=storage_path, storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": ray.data.from_items(rows)},
+    )
+    say(f"training the {stream} stream: {len(rows)} examples, {epochs} epochs, {t.num_workers} worker(s)"
+        f"{' with GPUs' if t.use_gpu else ''}")
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"the {stream} stream's training reported no checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        manifest = read_checkpoint_manifest(directory)
+        state = model_tensors(directory)
+    info = manifest.get("info", {})
+    return TrainOutcome(stream, state, info.get("history", []), info.get("resumed_from_epoch"))
+
+
+def _train_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from ameli_ray.disambiguation.checkpoint import load_checkpoint, save_checkpoint
+    from ameli_ray.disambiguation.training import (
+        build_optimizer, build_stream, image_step_loss, text_step_loss, unwrap,
+    )
+
+    stream: str = loop_config["stream"]
+    config: AmeliConfig = loop_config["config"]
+    t = config.train
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(t.threads or max(1, math.ceil(t.cpus_per_worker)))
+    torch.manual_seed(t.seed)  # the same initial weights on every worker
+    model = build_stream(stream, config, loop_config["image_dim"], ObjectStore(config.s3))
+    optimizer = build_optimizer(stream, model, t)
+    start_epoch, history, resumed_from = 0, [], None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            manifest = load_checkpoint(directory, model, optimizer)
+        start_epoch = resumed_from = int(manifest["epoch"])
+        history = list(manifest.get("info", {}).get("history", []))
+    device = ray.train.torch.get_device()
+    if world > 1:
+        # the text stream's missing-slot vector is not used by every batch
+        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": stream == "text"})
+    else:
+        model = model.to(device)
+    _optimizer_to(optimizer, device)
+    shard = ray.train.get_dataset_shard("train")
+    batch_size = t.text_batch_mentions if stream == "text" else t.image_batch
+    epochs = loop_config["epochs"]
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        started = time.perf_counter()
+        total, steps, samples = 0.0, 0, 0
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow" if stream == "text" else "numpy"):
+            if stream == "text":
+                rows = batch.to_pylist()
+                loss = text_step_loss(model, rows, config, device)
+                n = len(rows)
+            else:
+                loss = image_step_loss(model, batch, config, device, gather=True)
+                n = len(batch["group"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            total += float(loss.detach())
+            steps += 1
+            samples += n
+        seconds = time.perf_counter() - started
+        samples_all = _sum_over_workers(samples, world)
+        metrics = {
+            "epoch": epoch + 1, "loss": total / max(steps, 1), "samples": samples_all,
+            "seconds": round(seconds, 3), "samples_per_s": round(samples_all / max(seconds, 1e-9), 2),
+        }
+        history.append(metrics)
+        last = epoch + 1 == epochs
+        if rank == 0 and (last or (epoch + 1) % t.checkpoint_every_epochs == 0):
+            with tempfile.TemporaryDirectory() as directory:
+                save_checkpoint(
+                    directory, unwrap(model), optimizer, epoch=epoch + 1, step=steps, metrics=metrics,
+                    info={"stream": stream, "history": history, "resumed_from_epoch": resumed_from, "workers": world},
+                )
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        else:
+            ray.train.report(metrics)
+        if loop_config.get("stall_after_epoch") == epoch + 1:
+            time.sleep(3600)
+
+
+def _sum_over_workers(value: int, world: int) -> int:
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.long)
+    torch.distributed.all_reduce(tensor)
+    return int(tensor.item())
+
+
+def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)

@@ -1,0 +1,214 @@
+"""The `train` verb: retrieval over the train and dev mentions, training examples, Ray Train for
+each stream, fusion weights and the "no match" threshold tuned on dev, a versioned model.
+
+    train mentions --retrieve--> candidates + evidence --examples--> Ray Train (image, text)
+    dev mentions   --retrieve--> candidates + evidence --both streams--> fit_fusion -> model/LATEST
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.disambiguation.model import MentionEvidence
+from ameli_ray.errors import InputFormatError
+from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb
+from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
+from ameli_ray.storage import ObjectStore
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Retrieved:
+    result: LinkResult  # retrieval + attribute filter, candidates in retrieval order
+    evidence: MentionEvidence
+
+
+def retrieve(config: AmeliConfig, kb_uri: str, mentions: list[Mention], engine: str) -> list[Retrieved]:
+    """Candidates and evidence of each mention, in the order given (no disambiguation model)."""
+    if not mentions:
+        return []
+    config = config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": None})})
+    if engine == "ray":
+        from ameli_ray.distributed.data import retrieve_with_ray
+        from ameli_ray.linker import link_result_from_row
+
+        store = ObjectStore(config.s3)
+        from ameli_ray.kb.assets import read_manifest
+
+        dim = read_manifest(kb_uri, store)[1].image_dim
+        by_id: dict[str, Retrieved] = {}
+        for batch in retrieve_with_ray(mentions, kb_uri, config):
+            records = batch.column("record").to_pylist()
+            photos = batch.column("image_emb").to_numpy(zero_copy_only=False)
+            for row, record, im in zip(batch.drop_columns(["record", "image_emb"]).to_pylist(), records, photos):
+                result = link_result_from_row(row)
+                mention = Mention.model_validate_json(record)
+                by_id[mention.id] = Retrieved(
+                    result, MentionEvidence(mention, [a.key for a in result.attributes], np.asarray(im, np.float32).reshape(-1, dim))
+                )
+        return [by_id[m.id] for m in mentions]
+    from ameli_ray.linker import Linker, MentionEncoder, evidence_of
+
+    store = ObjectStore(config.s3)
+    kb = load_kb(kb_uri, store, config.index)
+    encoder, linker = MentionEncoder(config, store), Linker(kb, config)
+    out: list[Retrieved] = []
+    step = config.text_stage.batch_size
+    for start in range(0, len(mentions), step):
+        encoded = encoder.encode(mentions[start : start + step])
+        out.extend(Retrieved(r, evidence_of(e)) for r, e in zip(linker.retrieve(encoded), encoded))
+    return out
+
+
+def _cap(mentions: list[Mention], limit: int | None) -> list[Mention]:
+    """At most `limit` labelled mentions, a fixed sample (by id hash, so not the first ones of a
+    file sorted by product), chosen before retrieval: OCR and encoding are paid only for these."""
+    import hashlib
+
+    labelled = [m for m in mentions if m.gold_entity_id]
+    if limit is None or len(labelled) <= limit:
+        return labelled
+    return sorted(labelled, key=lambda m: hashlib.sha1(m.id.encode()).hexdigest())[:limit]
+
+
+def text_examples(retrieved: list[Retrieved], kb: KnowledgeBase, config: AmeliConfig) -> list[dict]:
+    from ameli_ray.disambiguation.examples import text_example, training_candidates
+
+    t = config.train
+    rng = np.random.default_rng(t.seed)
+    row_of = {e.id: i for i, e in enumerate(kb.entities)}
+    rows = []
+    for item in retrieved:
+        gold = item.evidence.mention.gold_entity_id
+        if not gold or gold == NIL_ENTITY or gold not in row_of:
+            continue
+        ids, slot = training_candidates([c.entity_id for c in item.result.candidates], gold, t.candidates, rng)
+        entities = [kb.entities[row_of[i]] for i in ids]
+        rows.append(text_example(item.evidence.mention, item.evidence.attribute_keys, entities, slot, config.disambiguation.text))
+    return rows
+
+
+def image_examples(retrieved: list[Retrieved], kb: KnowledgeBase) -> list[dict]:
+    from ameli_ray.disambiguation.examples import image_examples as for_mention
+
+    row_of = {e.id: i for i, e in enumerate(kb.entities)}
+    ids = {e.id: n for n, e in enumerate(kb.entities)}
+    rows: list[dict] = []
+    for item in retrieved:
+        gold = item.evidence.mention.gold_entity_id
+        if not gold or gold not in row_of or not len(item.evidence.photos):
+            continue
+        images = kb.image_emb[kb.image_rows(row_of[gold])]
+        rows.extend(for_mention(center_images(item.evidence.photos, kb.image_center), images, ids[gold]))
+    return rows
+
+
+def dev_stream_scores(disambiguator, retrieved: list[Retrieved]):
+    """Both streams over dev: what fusion is tuned on."""
+    from ameli_ray.fusion import StreamScores
+
+    n = disambiguator.settings.fusion.top_n
+    results = [r.result for r in retrieved]
+    scores, gold_index, is_nil = [], [], []
+    step = 64
+    for start in range(0, len(retrieved), step):
+        chunk = retrieved[start : start + step]
+        streams = disambiguator.stream_scores([r.evidence for r in chunk], results[start : start + step])
+        for item, (text, image) in zip(chunk, streams):
+            top = item.result.candidates[:n]
+            scores.append(StreamScores(
+                retrieval=np.array([c.score for c in top], np.float64), text=text.astype(np.float64),
+                image=image.astype(np.float64), contradicted=np.array([c.contradicted for c in top], bool),
+            ))
+            gold = item.evidence.mention.gold_entity_id
+            ids = [c.entity_id for c in top]
+            is_nil.append(gold == NIL_ENTITY)
+            gold_index.append(ids.index(gold) if gold and gold in ids else None)
+    return scores, gold_index, is_nil
+
+
+def train_model(
+    config: AmeliConfig, kb_uri: str, train_mentions: list[Mention], dev_mentions: list[Mention], model_uri: str,
+    *, engine: str = "ray", say: Say = lambda _: None,
+) -> dict:
+    """Trains both streams and the fusion; writes a new model version under `model_uri` and
+    returns what happened (version URI, per-epoch history, dev metrics, throughput)."""
+    from ameli_ray.disambiguation.model import Disambiguator, DisambiguationModel, new_manifest, update_fusion, write_model
+    from ameli_ray.distributed.train import checkpoint_root
+    from ameli_ray.fusion import FusionModel, fit_fusion
+
+    if not any(m.gold_entity_id for m in train_mentions):
+        raise InputFormatError("the training mentions carry no gold entities: nothing to train on")
+    from ameli_ray.kb.assets import read_manifest
+    from ameli_ray.linker import check_compatible
+    from ameli_ray.workflows import ray_session
+
+    store = ObjectStore(config.s3)
+    kb_uri, manifest = read_manifest(kb_uri, store)  # one version throughout, even if LATEST moves
+    check_compatible(manifest, config)
+    kb = load_kb(kb_uri, store, config.index)
+    started = time.perf_counter()
+    train_mentions = _cap(train_mentions, config.train.max_train_mentions)
+    say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
+    train_items = retrieve(config, kb_uri, train_mentions, engine)
+    dev_items = retrieve(config, kb_uri, dev_mentions, engine)
+    retrieve_seconds = time.perf_counter() - started
+    record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
+                    "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers}
+
+    with ray_session(config, "ray"):  # Ray Train needs Ray even when retrieval ran in-process
+        text, image = _train_streams(config, kb, store, train_items, model_uri, record, say)
+    if text is None and image is None:
+        raise InputFormatError("no stream could be trained: no usable training examples (or zero epochs)")
+
+    provisional = FusionModel(weights={"retrieval": 1.0, "text": 0.0, "image": 0.0},
+                              standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
+    manifest = new_manifest("disambiguation", kb, config.disambiguation, provisional, text=text is not None, image=image is not None)
+    # streams first (not yet LATEST), fusion once tuned on dev
+    version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False)
+    disambiguator = Disambiguator(DisambiguationModel(manifest, text, image), kb, config.disambiguation)
+    tuned = time.perf_counter()
+    scores, gold_index, is_nil = dev_stream_scores(disambiguator, dev_items)
+    fusion = fit_fusion(scores, gold_index, is_nil, config.disambiguation.fusion,
+                        filter=config.attributes.filter, filter_depth=config.attributes.filter_depth)
+    record["fusion_seconds"] = round(time.perf_counter() - tuned, 2)
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    update_fusion(version_uri, store, fusion, record, root_uri=model_uri)
+    store.delete_prefix(checkpoint_root(model_uri))  # the run is complete: a rerun trains afresh
+    w = fusion.weights
+    say(f"model {version_uri}: fusion retrieval {w['retrieval']:.1f} / text {w['text']:.1f} / image {w['image']:.1f}, "
+        f"dev accuracy {fusion.dev.get('accuracy', float('nan')):.3f}"
+        + (f", no-match threshold {fusion.nil_threshold:.3f}" if fusion.nil_threshold is not None else ""))
+    return {"model": version_uri, "fusion": fusion.model_dump(), "training": record,
+            "dev_scores": (scores, gold_index, is_nil)}
+
+
+def _train_streams(config, kb, store, train_items, model_uri, record, say):
+    from ameli_ray.disambiguation.image_stream import ImageStream
+    from ameli_ray.distributed.train import train_stream
+
+    image = None
+    image_rows = image_examples(train_items, kb)
+    if image_rows and config.train.image_epochs > 0:
+        outcome = train_stream("image", image_rows, config, model_uri, image_dim=kb.image_emb.shape[1], say=say)
+        image = ImageStream.from_state_dict(outcome.state, config.disambiguation.image).eval()
+        record["image"] = {"examples": len(image_rows), "history": outcome.history,
+                           "resumed_from_epoch": outcome.resumed_from_epoch}
+    text = None
+    text_rows = text_examples(train_items, kb, config)
+    if text_rows and config.train.text_epochs > 0:
+        from ameli_ray.disambiguation.training import build_stream
+
+        outcome = train_stream("text", text_rows, config, model_uri, say=say)
+        text = build_stream("text", config, store=store)
+        text.load_state_dict(outcome.state)
+        text.eval()
+        record["text"] = {"examples": len(text_rows), "history": outcome.history,
+                          "resumed_from_epoch": outcome.resumed_from_epoch}
+    return text, image

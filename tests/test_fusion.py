@@ -1,0 +1,234 @@
+"""Fusion of the disambiguation streams, the attribute filter on the fused ranking, the NIL threshold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ameli_ray.config import FusionSettings
+from ameli_ray.fusion import STREAMS, FusionModel, StreamScores, answer, fit_fusion, fuse
+
+NAN = float("nan")
+IDENTITY = {s: (0.0, 1.0) for s in STREAMS}
+
+
+def model(retrieval: float = 0.0, text: float = 0.0, image: float = 0.0, **kw) -> FusionModel:
+    return FusionModel(
+        weights={"retrieval": retrieval, "text": text, "image": image},
+        standardisation=kw.pop("standardisation", IDENTITY),
+        **kw,
+    )
+
+
+def scores(retrieval, text, image, contradicted=None) -> StreamScores:
+    return StreamScores(retrieval, text, image, contradicted if contradicted is not None else [False] * len(retrieval))
+
+
+# --- fuse ---------------------------------------------------------------------------------------
+
+
+def test_fuse_is_the_weighted_sum_of_standardised_streams():
+    m = model(0.5, 0.25, 0.25, standardisation={"retrieval": (1.0, 2.0), "text": (0.0, 1.0), "image": (0.0, 0.5)})
+    out = fuse(scores([1.0, 3.0], [2.0, 0.0], [0.5, -0.5]), m)
+    # retrieval (0, 1), text (2, 0), image (1, -1)
+    np.testing.assert_allclose(out, [0.5 * 0 + 0.25 * 2 + 0.25 * 1, 0.5 * 1 + 0 - 0.25])
+
+
+def test_fuse_renormalises_when_a_stream_is_missing_for_the_mention():
+    m = model(0.2, 0.4, 0.4)
+    out = fuse(scores([1.0, 0.0], [0.0, 2.0], [NAN, NAN]), m)  # no photos
+    np.testing.assert_allclose(out, [1 / 3, 2 * 2 / 3])
+
+
+def test_fuse_gives_a_missing_candidate_value_the_mention_minimum():
+    m = model(image=1.0)
+    out = fuse(scores([0.0] * 3, [0.0] * 3, [0.3, NAN, -0.2]), m)
+    np.testing.assert_allclose(out, [0.3, -0.2, -0.2])  # an entity without images cannot win on images
+
+
+def test_fuse_ignores_weight_zero_streams_even_when_nan_or_infinite():
+    m = model(retrieval=1.0, standardisation={"retrieval": (0.0, 1.0)})  # no stats for the others either
+    out = fuse(scores([2.0, 1.0], [NAN, math.inf], [NAN, NAN]), m)
+    np.testing.assert_allclose(out, [2.0, 1.0])
+
+
+def test_fuse_falls_back_to_retrieval_when_no_weighted_stream_has_signal():
+    out = fuse(scores([2.0, 1.0], [NAN, NAN], [NAN, NAN]), model(text=0.5, image=0.5))
+    np.testing.assert_allclose(out, [2.0, 1.0])
+    assert fuse(scores([], [], []), model(1.0)).shape == (0,)
+
+
+# --- answer -------------------------------------------------------------------------------------
+
+
+def test_answer_ranks_by_fused_score_with_stable_ties():
+    m = model(1.0, filter=False)
+    assert answer(np.array([0.1, 0.9, 0.3]), np.zeros(3, bool), m) == (1, False)
+    assert answer(np.array([0.5, 0.5]), np.zeros(2, bool), m) == (0, False)  # retrieval order breaks ties
+    assert answer(np.zeros(0), np.zeros(0, bool), m) == (None, False)
+
+
+def test_answer_filter_passes_over_contradicted_within_depth():
+    fused = np.array([0.1, 0.9, 0.3, 0.5])  # ranking: 1, 3, 2, 0
+    contradicted = np.array([False, True, False, True])
+    assert answer(fused, contradicted, model(1.0, filter=True, filter_depth=10)) == (2, True)
+    assert answer(fused, contradicted, model(1.0, filter=False)) == (1, False)
+    # depth 2 sees only 1 and 3, both contradicted: the top one
+    assert answer(fused, contradicted, model(1.0, filter=True, filter_depth=2)) == (1, False)
+    # all contradicted: the top one, not filtered
+    assert answer(fused, np.ones(4, bool), model(1.0, filter=True)) == (1, False)
+    # the top itself uncontradicted: nothing passed over
+    assert answer(fused, np.array([True, False, True, True]), model(1.0)) == (1, False)
+
+
+def test_answer_is_nil_below_the_threshold():
+    m = model(1.0, nil_threshold=0.4)
+    assert answer(np.array([0.3, 0.2]), np.zeros(2, bool), m) == (None, False)
+    assert answer(np.array([0.3, 0.5]), np.zeros(2, bool), m) == (1, False)
+    # the threshold applies to the answer the filter chose
+    assert answer(np.array([0.3, 0.5]), np.array([False, True]), m) == (None, True)
+
+
+# --- fit_fusion ---------------------------------------------------------------------------------
+
+
+def synthetic_dev(n: int = 300, seed: int = 0, nil_every: int = 0):
+    """Only the text stream separates the gold; retrieval and image are noise."""
+    rng = np.random.default_rng(seed)
+    dev, gold, nil = [], [], []
+    for i in range(n):
+        k = 10
+        is_nil = bool(nil_every) and i % nil_every == 0
+        g = int(rng.integers(k))
+        text = rng.normal(size=k)
+        if not is_nil:
+            text[g] += 4.0
+        image = rng.uniform(-1, 1, k) if i % 2 else np.full(k, NAN)
+        dev.append(StreamScores(rng.normal(size=k), text, image, np.zeros(k, bool)))
+        gold.append(None if is_nil else g)
+        nil.append(is_nil)
+    return dev, gold, nil
+
+
+def test_fit_puts_the_weight_on_the_stream_that_carries_the_signal():
+    dev, gold, nil = synthetic_dev()
+    m = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10)
+    assert m.weights["text"] >= 0.8
+    assert m.dev["accuracy"] > 0.9 and m.nil_threshold is None  # no NIL mentions: never abstain
+    assert len(m.grid) == 66 and max(g["accuracy"] for g in m.grid) == m.dev["accuracy"]
+    assert abs(sum(m.weights.values()) - 1) < 1e-9
+    # the stored model reproduces the dev accuracy answer by answer
+    hits = sum(answer(fuse(d, m), d.contradicted, m)[0] == g for d, g in zip(dev, gold))
+    assert hits / len(dev) == m.dev["accuracy"]
+
+
+def test_fit_respects_the_streams_of_an_ablation():
+    dev, gold, nil = synthetic_dev()
+    dev[0].text[:] = NAN  # a mention without the text stream falls back to retrieval, in fit and fuse alike
+    m = fit_fusion(dev, gold, nil, FusionSettings(), filter=False, filter_depth=10, streams=("text",))
+    assert m.weights == {"retrieval": 0.0, "text": 1.0, "image": 0.0} and len(m.grid) == 1
+    hits = sum(answer(fuse(d, m), d.contradicted, m)[0] == g for d, g in zip(dev, gold))
+    assert hits / len(dev) == m.dev["accuracy"]
+    m = fit_fusion(dev, gold, nil, FusionSettings(), filter=False, filter_depth=10, streams=("retrieval", "image"))
+    assert m.weights["text"] == 0.0 and len(m.grid) == 11
+    with pytest.raises(ValueError):
+        fit_fusion(dev, gold, nil, FusionSettings(), filter=False, filter_depth=10, streams=("audio",))
+
+
+def test_fit_breaks_ties_towards_retrieval_then_text():
+    # every candidate scores the same everywhere: every weighting is equally (in)accurate
+    dev = [scores([0.0, 0.0], [1.0, 1.0], [0.5, 0.5]) for _ in range(4)]
+    m = fit_fusion(dev, [0, 1, 0, 1], [False] * 4, FusionSettings(), filter=False, filter_depth=10)
+    assert m.weights == {"retrieval": 1.0, "text": 0.0, "image": 0.0}
+    m = fit_fusion(dev, [0, 1, 0, 1], [False] * 4, FusionSettings(), filter=False, filter_depth=10, streams=("text", "image"))
+    assert m.weights == {"retrieval": 0.0, "text": 1.0, "image": 0.0}
+
+
+def test_fit_standardises_per_stream_over_all_dev_candidates():
+    dev = [scores([1.0, 3.0], [0.0, 0.0], [NAN, NAN]), scores([5.0], [0.0], [0.2])]
+    m = fit_fusion(dev, [1, 0], [False, False], FusionSettings(), filter=False, filter_depth=10)
+    assert m.standardisation["retrieval"] == pytest.approx((3.0, math.sqrt(8 / 3)))
+    assert m.standardisation["text"][1] > 0  # a constant stream gets the std floor, not 0
+    assert m.standardisation["image"] == pytest.approx((0.2, 1e-6))
+
+
+def test_nil_threshold_separates_the_populations():
+    dev, gold, nil = synthetic_dev(n=400, nil_every=4)
+    m = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10)
+    assert m.nil_threshold is not None
+    best = [float(fuse(d, m).max()) for d in dev]
+    nil_best = max(b for b, n in zip(best, nil) if n)
+    linked_best = min(b for b, n in zip(best, nil) if not n)
+    if nil_best < linked_best:  # the populations are separable on this draw
+        assert nil_best < m.nil_threshold < linked_best
+    # the answers the model gives score as the record says
+    right = 0
+    for d, g, n in zip(dev, gold, nil):
+        a = answer(fuse(d, m), d.contradicted, m)[0]
+        right += (a is None) if n else (a == g)
+    assert right / len(dev) == m.dev["overall_accuracy"] and m.dev["overall_accuracy"] > 0.9
+    assert m.dev["nil_recall"] > 0.9
+
+
+def test_nil_threshold_on_hand_made_scores():
+    # retrieval only: NIL mentions top out at 1, linked ones start at 3
+    dev = [scores([1.0, 0.0], [NAN] * 2, [NAN] * 2), scores([0.5, 0.2], [NAN] * 2, [NAN] * 2),
+           scores([3.0, 0.0], [NAN] * 2, [NAN] * 2), scores([0.0, 4.0], [NAN] * 2, [NAN] * 2)]
+    m = fit_fusion(dev, [None, None, 0, 1], [True, True, False, False], FusionSettings(), filter=False,
+                   filter_depth=10, streams=("retrieval",))
+    mean, std = m.standardisation["retrieval"]
+    assert m.nil_threshold == pytest.approx(((1.0 - mean) / std + (3.0 - mean) / std) / 2)
+    assert m.dev["overall_accuracy"] == 1.0
+    off = fit_fusion(dev, [None, None, 0, 1], [True, True, False, False], FusionSettings(nil=False), filter=False,
+                     filter_depth=10, streams=("retrieval",))
+    assert off.nil_threshold is None and off.dev["overall_accuracy"] == 0.5
+
+
+def test_fit_handles_mentions_without_candidates_or_gold():
+    dev = [scores([], [], []), scores([1.0, 0.0], [NAN] * 2, [NAN] * 2), scores([1.0], [NAN], [NAN])]
+    m = fit_fusion(dev, [None, 0, None], [False, False, False], FusionSettings(), filter=True, filter_depth=10)
+    assert m.dev["accuracy"] == pytest.approx(1 / 3) and m.nil_threshold is None
+
+
+def test_model_json_round_trip():
+    dev, gold, nil = synthetic_dev(n=60, nil_every=3)
+    m = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=5)
+    again = FusionModel.model_validate_json(m.model_dump_json())
+    assert again == m and again.filter_depth == 5
+    d = dev[1]
+    np.testing.assert_array_equal(fuse(d, again), fuse(d, m))
+
+
+def test_model_rejects_bad_weights():
+    with pytest.raises(ValueError):
+        model(0.5, 0.2, 0.2)
+    with pytest.raises(ValueError):
+        FusionModel(weights={"audio": 1.0}, standardisation=IDENTITY)
+    assert model(text=1.0).weights == {"retrieval": 0.0, "text": 1.0, "image": 0.0}
+
+
+def test_nil_when_the_attributes_contradict_every_reachable_candidate():
+    """A review naming a variant the KB lacks contradicts all its siblings: dev teaches the rule."""
+    rng = np.random.default_rng(3)
+    dev, gold, nil = [], [], []
+    for i in range(40):
+        retrieval = rng.uniform(0.5, 0.9, 4)
+        if i % 4 == 0:  # NIL: high scores (the siblings look right), all contradicted
+            dev.append(StreamScores(retrieval, retrieval, retrieval, np.ones(4, bool)))
+            gold.append(None)
+            nil.append(True)
+        else:
+            contradicted = np.array([False, True, True, False])
+            dev.append(StreamScores(retrieval, retrieval, retrieval, contradicted))
+            gold.append(int(np.argmax(np.where(contradicted, -1, retrieval))))
+            nil.append(False)
+    model = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10)
+    assert model.nil_if_contradicted
+    assert answer(fuse(dev[0], model), dev[0].contradicted, model) == (None, False)
+    assert answer(fuse(dev[1], model), dev[1].contradicted, model)[0] == gold[1]
+    assert model.dev["overall_accuracy"] == 1.0
+    # without NIL mentions in dev the rule stays off: abstaining can only lose there
+    off = fit_fusion(dev[1:4], gold[1:4], nil[1:4], FusionSettings(), filter=True, filter_depth=10)
+    assert not off.nil_if_contradicted

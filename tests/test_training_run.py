@@ -1,0 +1,86 @@
+"""The train verb end to end on a small generated catalogue: Ray Train for both streams, fusion
+tuned on dev, a versioned model on S3 that the linker then uses."""
+
+import json
+
+import pytest
+
+from ameli_ray.config import AmeliConfig
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+QUICK = [
+    "train.text_epochs=1", "train.image_epochs=2", "train.max_train_mentions=12", "train.candidates=3",
+    "disambiguation.text.max_seq_length=32", "disambiguation.text.frozen_layers=5", "disambiguation.fusion.top_n=5",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, s3_settings):
+    from ameli_ray.catalog import generate_catalog
+    from ameli_ray.formats import read_mentions
+    from ameli_ray.storage import ObjectStore
+    from ameli_ray.training_run import train_model
+    from ameli_ray.workflows import build_kb, ray_session
+
+    root = tmp_path_factory.mktemp("train")
+    generate_catalog(root / "catalog", n_products=30, seed=5)
+    config = AmeliConfig.load(None, QUICK + ["ray.num_cpus=2"]).model_copy(update={"s3": s3_settings})
+    store = ObjectStore(s3_settings)
+    store.ensure_bucket("s3://train-run")
+    split = {s: read_mentions(str(root / "catalog" / f"mentions_{s}.json"), store) for s in ("train", "dev", "test")}
+    with ray_session(config, "ray"):
+        kb_uri, _, _ = build_kb(config, str(root / "catalog" / "entities.json"), "s3://train-run/kb", engine="local")
+        outcome = train_model(config, kb_uri, split["train"], split["dev"], "s3://train-run/model", engine="local")
+    return config, store, kb_uri, outcome, split
+
+
+def test_training_writes_a_verified_model_version_and_cleans_its_checkpoints(trained):
+    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.distributed.train import checkpoint_root
+
+    config, store, _, outcome, _ = trained
+    version_uri, manifest = read_model_manifest("s3://train-run/model", store)  # LATEST points at it
+    assert version_uri == outcome["model"]
+    assert manifest.text_model == config.disambiguation.text.model and manifest.has_image
+    assert any(name.startswith("text/backbone/") and name.endswith(".safetensors") for name in manifest.files)
+    assert abs(sum(manifest.fusion.weights.values()) - 1) < 1e-9 and manifest.fusion.grid
+    record = outcome["training"]
+    assert [h["epoch"] for h in record["image"]["history"]] == [1, 2]
+    assert record["text"]["examples"] == 12 and record["text"]["history"][0]["samples"] == 12
+    assert store.list_files(checkpoint_root("s3://train-run/model")) == []
+
+
+def test_the_linker_uses_the_trained_model(trained, tmp_path):
+    from ameli_ray.workflows import link_mentions, read_link_results, with_model
+
+    config, store, kb_uri, outcome, split = trained
+    run = link_mentions(with_model(config, outcome["model"]), kb_uri, split["test"], str(tmp_path / "links"), engine="local")
+    rows = read_link_results(str(tmp_path / "links"), store).to_pylist()
+    assert run.stats["n_mentions"] == len(rows) == len(split["test"])
+    for row in rows:
+        n = min(5, len(row["candidate_ids"]))
+        finals = row["final_scores"][:n]
+        assert all(v == v for v in finals)  # the top_n are scored (no NaN)
+        assert all(v != v for v in row["final_scores"][n:])  # and only they
+        assert all(v == v for v in row["text_stream_scores"][:n])
+        if row["entity_id"]:
+            assert row["entity_id"] in row["candidate_ids"][:n]
+
+
+def test_a_corrupted_model_file_is_refused(trained, tmp_path, monkeypatch):
+    from ameli_ray.disambiguation.model import load_model
+    from ameli_ray.errors import ChecksumMismatch
+
+    config, store, _, outcome, _ = trained
+    monkeypatch.setenv("AMELI_CACHE_DIR", str(tmp_path / "cache"))
+    name = "image_adapter.safetensors"
+    uri = f"{outcome['model']}/{name}"
+    good = store.read_bytes(uri)
+    store.write_bytes(uri, good[:-1] + bytes([good[-1] ^ 1]))
+    try:
+        with pytest.raises(ChecksumMismatch):
+            load_model(outcome["model"], store, config.disambiguation)
+    finally:
+        store.write_bytes(uri, good)
+    assert json.loads(store.read_text(f"{outcome['model']}/manifest.json"))["files"][name]
