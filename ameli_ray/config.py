@@ -150,6 +150,10 @@ class FusionSettings(_Section):
     top_n: int = Field(10, ge=1, description="candidates of the retrieval ranking that are disambiguated")
     grid_step: float = Field(0.1, gt=0, le=0.5, description="step of the (retrieval, text, image) weight grid")
     nil: bool = Field(True, description="calibrate a 'no matching product' threshold when dev has such mentions")
+    min_gain: float = Field(
+        0.01, ge=0, le=1,
+        description="dev accuracy a setting with less retrieval weight must gain to be preferred (guards small dev sets)",
+    )
 
 
 class DisambiguationSettings(_Section):

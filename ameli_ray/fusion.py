@@ -146,9 +146,13 @@ def fit_fusion(
         correct[lo : lo + step] = ((pick == gold) & (n_cands > 0) & ~nil).sum(axis=1)
 
     n_linkable = int((~nil).sum())
-    # Most correct first; ties go to more retrieval weight, then more text weight (the conservative
-    # choice: retrieval needs no trained model and is the least likely to be overfit on dev).
-    best = int(np.lexsort((-grid[:, 1], -grid[:, 0], -correct))[0])
+    # A trained stream must earn its weight: among the settings within `min_gain` of the best dev
+    # accuracy, the one with the most retrieval weight wins (then the more accurate, then more
+    # text weight). On a dev set of a few hundred mentions, a point of accuracy is a handful of
+    # mentions, and a weak stream's noise can buy that much by chance.
+    accuracy = correct / max(1, int((~nil).sum()))
+    eligible = accuracy >= accuracy.max() - settings.min_gain - 1e-12
+    best = int(np.lexsort((-grid[:, 1], -correct, -grid[:, 0], ~eligible))[0])
     weights = {s: float(grid[best, i]) for i, s in enumerate(STREAMS)}
     pick, score = (a[0] for a in _answers(x, present, valid, contradicted, grid[best : best + 1], filter, filter_depth))
     linked = (pick == gold) & (n_cands > 0) & ~nil

@@ -184,7 +184,8 @@ def train_model(
     w = fusion.weights
     say(f"model {version_uri}: fusion retrieval {w['retrieval']:.1f} / text {w['text']:.1f} / image {w['image']:.1f}, "
         f"dev accuracy {fusion.dev.get('accuracy', float('nan')):.3f}"
-        + (f", no-match threshold {fusion.nil_threshold:.3f}" if fusion.nil_threshold is not None else ""))
+        + (f", no-match threshold {fusion.nil_threshold:.3f}" if fusion.nil_threshold is not None else "")
+        + (", no match when the attributes contradict every candidate" if fusion.nil_if_contradicted else ""))
     return {"model": version_uri, "fusion": fusion.model_dump(), "training": record,
             "dev_scores": (scores, gold_index, is_nil)}
 

@@ -31,9 +31,9 @@ from ameli_ray.disambiguation.examples import mention_pairs
 from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.statements import build_pair_batch
 from ameli_ray.encoders.loading import cache_dir
-from ameli_ray.errors import ChecksumMismatch, ConfigError, InputFormatError
+from ameli_ray.errors import ChecksumMismatch, ConfigError
 from ameli_ray.fusion import FusionModel, StreamScores, answer, fuse
-from ameli_ray.kb.assets import KnowledgeBase, center_images, resolve_version
+from ameli_ray.kb.assets import KnowledgeBase, center_images, read_versioned_manifest
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention
 from ameli_ray.storage import ObjectStore, join_uri
 
@@ -115,15 +115,7 @@ def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, tra
 
 
 def read_model_manifest(uri: str, store: ObjectStore) -> tuple[str, ModelManifest]:
-    version_uri = resolve_version(uri, store, "disambiguation model")
-    raw = store.read_text(join_uri(version_uri, MANIFEST))
-    try:
-        manifest = ModelManifest.model_validate_json(raw)
-    except ValueError as exc:
-        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a disambiguation-model manifest: {exc}") from None
-    if manifest.format_version != MODEL_FORMAT_VERSION:
-        raise InputFormatError(f"model at {version_uri} has format {manifest.format_version}; this reads {MODEL_FORMAT_VERSION}")
-    return version_uri, manifest
+    return read_versioned_manifest(uri, store, ModelManifest, "disambiguation model", MODEL_FORMAT_VERSION)
 
 
 def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:

@@ -227,18 +227,23 @@ def resolve_version(uri: str, store: ObjectStore, what: str = "KB") -> str:
     raise ObjectNotFound(f"no {what} at {uri}: neither {MANIFEST} nor {LATEST} found there")
 
 
-def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
-    version_uri = resolve_version(uri, store)
+def read_versioned_manifest(uri: str, store: ObjectStore, manifest_type: type, what: str, format_version: int):
+    """(version URI, validated manifest) of a versioned asset: a KB or a trained model."""
+    version_uri = resolve_version(uri, store, what)
     raw = store.read_text(join_uri(version_uri, MANIFEST))
     try:
-        manifest = KBManifest.model_validate_json(raw)
+        manifest = manifest_type.model_validate_json(raw)
     except ValueError as exc:
-        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a valid KB manifest: {exc}") from None
-    if manifest.format_version != KB_FORMAT_VERSION:
+        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a valid {what} manifest: {exc}") from None
+    if manifest.format_version != format_version:
         raise InputFormatError(
-            f"KB at {version_uri} has format {manifest.format_version}; this ameli-ray reads {KB_FORMAT_VERSION}"
+            f"{what} at {version_uri} has format {manifest.format_version}; this ameli-ray reads {format_version}"
         )
     return version_uri, manifest
+
+
+def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
+    return read_versioned_manifest(uri, store, KBManifest, "KB", KB_FORMAT_VERSION)
 
 
 def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None = None) -> KnowledgeBase:
