@@ -104,7 +104,6 @@ class Linker:
         # evaluation only (the "gold candidates" upper bound): the gold product is put among the
         # disambiguated candidates when retrieval missed it
         self.gold_candidates = gold_candidates
-        self._entity_ids = {e.id for e in kb.entities} if gold_candidates else set()
         prepare_agreement(kb.vocabulary)  # per-KB lookup tables, built once here rather than on the first mention
 
     def link(self, encoded: list[EncodedMention]) -> list[LinkResult]:
@@ -145,7 +144,7 @@ class Linker:
     def _with_gold(self, cands: list[Candidate], gold: str | None) -> list[Candidate]:
         n = self.config.disambiguation.fusion.top_n
         ids = [c.entity_id for c in cands]
-        if not gold or gold in ids[:n] or gold not in self._entity_ids:
+        if not gold or gold in ids[:n] or gold not in self.kb.row_of:
             return cands
         if gold in ids:
             moved = cands[ids.index(gold)]
@@ -183,6 +182,7 @@ def make_disambiguator(kb: KnowledgeBase, config: AmeliConfig, store: ObjectStor
     return Disambiguator(model, kb, config.disambiguation)
 
 
+# channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)
 _CHANNEL_COLUMNS = {
     "text": "text_scores", "image": "image_scores", "lexical": "lexical_scores", "attributes": "attribute_scores",
     "text_stream": "text_stream_scores", "image_stream": "image_stream_scores", "final": "final_scores",
@@ -219,14 +219,8 @@ def link_result_row(result: LinkResult) -> dict:
         "gold_entity_id": result.gold_entity_id,
         "candidate_ids": [c.entity_id for c in cands],
         "candidate_scores": [c.score for c in cands],
-        "text_scores": [c.channel_scores.get("text", nan) for c in cands],
-        "image_scores": [c.channel_scores.get("image", nan) for c in cands],
-        "lexical_scores": [c.channel_scores.get("lexical", nan) for c in cands],
-        "attribute_scores": [c.channel_scores.get("attributes", nan) for c in cands],
+        **{col: [c.channel_scores.get(name, nan) for c in cands] for name, col in _CHANNEL_COLUMNS.items()},
         "contradicted": [c.contradicted for c in cands],
-        "text_stream_scores": [c.channel_scores.get("text_stream", nan) for c in cands],
-        "image_stream_scores": [c.channel_scores.get("image_stream", nan) for c in cands],
-        "final_scores": [c.channel_scores.get("final", nan) for c in cands],
         "attributes": [a.model_dump() for a in result.attributes],
         "filtered": result.filtered,
         "errors": list(result.errors),

@@ -29,35 +29,20 @@ class Retrieved:
     evidence: MentionEvidence
 
 
-def retrieve(config: AmeliConfig, kb_uri: str, mentions: list[Mention], engine: str) -> list[Retrieved]:
-    """Candidates and evidence of each mention, in the order given (no disambiguation model)."""
+def retrieve(config: AmeliConfig, kb: KnowledgeBase, kb_uri: str, mentions: list[Mention], engine: str) -> list[Retrieved]:
+    """Candidates and evidence of each mention, in the order given (no disambiguation model).
+    `kb` is the loaded `kb_uri`: the in-process runner uses it, Ray actors load their own."""
     if not mentions:
         return []
     config = config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": None})})
     if engine == "ray":
         from ameli_ray.distributed.data import retrieve_with_ray
-        from ameli_ray.linker import link_result_from_row
 
-        store = ObjectStore(config.s3)
-        from ameli_ray.kb.assets import read_manifest
-
-        dim = read_manifest(kb_uri, store)[1].image_dim
-        by_id: dict[str, Retrieved] = {}
-        for batch in retrieve_with_ray(mentions, kb_uri, config):
-            records = batch.column("record").to_pylist()
-            photos = batch.column("image_emb").to_numpy(zero_copy_only=False)
-            for row, record, im in zip(batch.drop_columns(["record", "image_emb"]).to_pylist(), records, photos):
-                result = link_result_from_row(row)
-                mention = Mention.model_validate_json(record)
-                by_id[mention.id] = Retrieved(
-                    result, MentionEvidence(mention, [a.key for a in result.attributes], np.asarray(im, np.float32).reshape(-1, dim))
-                )
+        by_id = {e.mention.id: Retrieved(r, e) for r, e in retrieve_with_ray(mentions, kb_uri, config, kb.manifest.image_dim)}
         return [by_id[m.id] for m in mentions]
     from ameli_ray.linker import Linker, MentionEncoder, evidence_of
 
-    store = ObjectStore(config.s3)
-    kb = load_kb(kb_uri, store, config.index)
-    encoder, linker = MentionEncoder(config, store), Linker(kb, config)
+    encoder, linker = MentionEncoder(config, ObjectStore(config.s3)), Linker(kb, config)
     out: list[Retrieved] = []
     step = config.text_stage.batch_size
     for start in range(0, len(mentions), step):
@@ -82,7 +67,7 @@ def text_examples(retrieved: list[Retrieved], kb: KnowledgeBase, config: AmeliCo
 
     t = config.train
     rng = np.random.default_rng(t.seed)
-    row_of = {e.id: i for i, e in enumerate(kb.entities)}
+    row_of = kb.row_of
     rows = []
     for item in retrieved:
         gold = item.evidence.mention.gold_entity_id
@@ -97,39 +82,30 @@ def text_examples(retrieved: list[Retrieved], kb: KnowledgeBase, config: AmeliCo
 def image_examples(retrieved: list[Retrieved], kb: KnowledgeBase) -> list[dict]:
     from ameli_ray.disambiguation.examples import image_examples as for_mention
 
-    row_of = {e.id: i for i, e in enumerate(kb.entities)}
-    ids = {e.id: n for n, e in enumerate(kb.entities)}
+    row_of = kb.row_of
     rows: list[dict] = []
     for item in retrieved:
         gold = item.evidence.mention.gold_entity_id
         if not gold or gold not in row_of or not len(item.evidence.photos):
             continue
         images = kb.image_emb[kb.image_rows(row_of[gold])]
-        rows.extend(for_mention(center_images(item.evidence.photos, kb.image_center), images, ids[gold]))
+        rows.extend(for_mention(center_images(item.evidence.photos, kb.image_center), images, row_of[gold]))
     return rows
 
 
 def dev_stream_scores(disambiguator, retrieved: list[Retrieved]):
-    """Both streams over dev: what fusion is tuned on."""
-    from ameli_ray.fusion import StreamScores
-
+    """Both streams over dev, and where each gold is: what fusion is tuned on."""
     n = disambiguator.settings.fusion.top_n
-    results = [r.result for r in retrieved]
-    scores, gold_index, is_nil = [], [], []
-    step = 64
-    for start in range(0, len(retrieved), step):
-        chunk = retrieved[start : start + step]
-        streams = disambiguator.stream_scores([r.evidence for r in chunk], results[start : start + step])
-        for item, (text, image) in zip(chunk, streams):
-            top = item.result.candidates[:n]
-            scores.append(StreamScores(
-                retrieval=np.array([c.score for c in top], np.float64), text=text.astype(np.float64),
-                image=image.astype(np.float64), contradicted=np.array([c.contradicted for c in top], bool),
-            ))
-            gold = item.evidence.mention.gold_entity_id
-            ids = [c.entity_id for c in top]
-            is_nil.append(gold == NIL_ENTITY)
-            gold_index.append(ids.index(gold) if gold and gold in ids else None)
+    scores = []
+    for start in range(0, len(retrieved), 64):
+        chunk = retrieved[start : start + 64]
+        scores.extend(disambiguator.scores([r.evidence for r in chunk], [r.result for r in chunk]))
+    gold_index, is_nil = [], []
+    for item in retrieved:
+        gold = item.evidence.mention.gold_entity_id
+        ids = [c.entity_id for c in item.result.candidates[:n]]
+        is_nil.append(gold == NIL_ENTITY)
+        gold_index.append(ids.index(gold) if gold and gold in ids else None)
     return scores, gold_index, is_nil
 
 
@@ -156,8 +132,9 @@ def train_model(
     started = time.perf_counter()
     train_mentions = _cap(train_mentions, config.train.max_train_mentions)
     say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
-    train_items = retrieve(config, kb_uri, train_mentions, engine)
-    dev_items = retrieve(config, kb_uri, dev_mentions, engine)
+    # one pass for both (one set of actors, one encoder)
+    items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine)
+    train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
     retrieve_seconds = time.perf_counter() - started
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
                     "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers}
@@ -186,8 +163,7 @@ def train_model(
         f"dev accuracy {fusion.dev.get('accuracy', float('nan')):.3f}"
         + (f", no-match threshold {fusion.nil_threshold:.3f}" if fusion.nil_threshold is not None else "")
         + (", no match when the attributes contradict every candidate" if fusion.nil_if_contradicted else ""))
-    return {"model": version_uri, "fusion": fusion.model_dump(), "training": record,
-            "dev_scores": (scores, gold_index, is_nil)}
+    return {"model": version_uri, "fusion": fusion.model_dump(), "training": record}
 
 
 def _train_streams(config, kb, store, train_items, model_uri, record, say):

@@ -121,7 +121,7 @@ def link(
 
 def link_mentions(
     config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, *, rejected: list[str] | None = None,
-    engine: Engine = "ray", say: Say = _quiet, gold_candidates: bool = False,
+    engine: Engine = "ray", say: Say = _quiet,
 ) -> LinkRun:
     """`link` over records already read (`evaluate` links a held-out part of a corpus)."""
     store = ObjectStore(config.s3)
@@ -133,13 +133,13 @@ def link_mentions(
         store.write_text(join_uri(out_uri, REJECTED), "".join(json.dumps({"error": r}) + "\n" for r in rejected))
         say(f"[yellow]{len(rejected)} records rejected[/] (see {join_uri(out_uri, REJECTED)}), e.g. {rejected[0]}")
     start = time.perf_counter()
-    if engine == "ray" and not gold_candidates:
+    if engine == "ray":
         from ameli_ray.distributed.data import link_with_ray
 
         with ray_session(config, engine):
             link_with_ray(mentions, kb_uri, out_uri, config, store)
     else:
-        _link_in_process(mentions, kb_uri, out_uri, config, store, gold_candidates)
+        _link_in_process(mentions, kb_uri, out_uri, config, store)
     seconds = time.perf_counter() - start
     stats = {"n_mentions": len(mentions), "n_rejected": len(rejected), "seconds": round(seconds, 2),
              "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
@@ -147,14 +147,13 @@ def link_mentions(
     return LinkRun(stats, {m.id: m.gold_attributes for m in mentions if m.gold_attributes})
 
 
-def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore,
-                     gold_candidates: bool = False) -> None:
+def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> None:
     from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row, make_disambiguator
 
     kb = load_kb(kb_uri, store, config.index)
     encoder = MentionEncoder(config, store)
     check_compatible(kb.manifest, config, encoder)
-    linker = Linker(kb, config, make_disambiguator(kb, config, store), gold_candidates=gold_candidates)
+    linker = Linker(kb, config, make_disambiguator(kb, config, store))
     rows = []
     batch = config.text_stage.batch_size
     for start in range(0, len(mentions), batch):
@@ -294,24 +293,18 @@ def _clear_local(uri: str) -> None:
 
 # A short training run that fits the demo's 15-minute budget on 2 CPU cores; a setting given in
 # the config file, the environment or --set wins over these.
-DEMO_PROFILE = {
-    "train": {"text_epochs": 2, "max_train_mentions": 200, "candidates": 5, "image_epochs": 15, "threads": 2,
-              "text_lr": 1e-4, "head_lr": 3e-3},
-    "disambiguation.text": {"max_seq_length": 64, "frozen_layers": 4},
-}
+DEMO_TRAIN = {"text_epochs": 2, "max_train_mentions": 200, "candidates": 5, "image_epochs": 15, "threads": 2,
+              "text_lr": 1e-4, "head_lr": 3e-3}
+DEMO_TEXT_STREAM = {"max_seq_length": 64, "frozen_layers": 4}
 
 
 def demo_profile(config: AmeliConfig) -> AmeliConfig:
-    updates: dict = {}
-    for path, values in DEMO_PROFILE.items():
-        section = config
-        for name in path.split("."):
-            section = getattr(section, name)
-        kept = {k: v for k, v in values.items() if k not in section.model_fields_set}
-        updates[path] = section.model_copy(update=kept)
-    text = updates["disambiguation.text"]
+    def fill(section, values: dict):
+        return section.model_copy(update={k: v for k, v in values.items() if k not in section.model_fields_set})
+
+    text = fill(config.disambiguation.text, DEMO_TEXT_STREAM)
     return config.model_copy(update={
-        "train": updates["train"],
+        "train": fill(config.train, DEMO_TRAIN),
         "disambiguation": config.disambiguation.model_copy(update={"text": text}),
     })
 

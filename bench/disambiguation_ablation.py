@@ -9,7 +9,7 @@ the converter's train/dev/test split) — the KB is built (or reused
 from --workdir), both streams are trained with Ray Train on the train part, fusion and the
 threshold are tuned on dev, and the test part is linked with the full pipeline plus each
 ablation. The baseline, in the same run, is retrieval alone (the ratio column divides by it).
-Training uses the demo's short profile (`ameli_ray.workflows.DEMO_PROFILE`) unless --set says otherwise.
+Training uses the demo's short profile (`ameli_ray.workflows.demo_profile`) unless --set says otherwise.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def main() -> None:
     kb_uri = write_kb(kb, str(args.workdir / "kb"), store)
     train = read_mentions(str(cat / "mentions_train.json"), store)[: args.mentions]
     test = [m for m in read_mentions(str(cat / "mentions_test.json"), store) if m.gold_entity_id][:64]
-    items = retrieve(base, kb_uri, train, "local")
+    items = retrieve(base, kb, kb_uri, train, "local")
     text_rows = text_examples(items, kb, base)
     image_rows = image_examples(items, kb)
     console.print(f"{len(text_rows)} text examples, {len(image_rows)} image examples, device {args.device}")
@@ -128,9 +128,8 @@ def inference_table(config: AmeliConfig, kb, mentions, device: str) -> Table:
         table.add_column(col, justify="right")
     from ameli_ray.disambiguation.examples import mention_pairs
 
-    row_of = {e.id: i for i, e in enumerate(kb.entities)}
     items = [
-        mention_pairs(ev.mention, ev.attribute_keys, [kb.entities[row_of[c.entity_id]] for c in r.candidates[:n]],
+        mention_pairs(ev.mention, ev.attribute_keys, [kb.entities[kb.row_of[c.entity_id]] for c in r.candidates[:n]],
                       text.settings)
         for ev, r in zip(evidence, results)
     ]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import OrderedDict
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +184,6 @@ class Disambiguator:
         self.kb = kb
         self.settings = settings
         self.fusion = fusion or m.fusion
-        self.row_of = {e.id: i for i, e in enumerate(kb.entities)}
         self._adapted: np.ndarray | None = None
         # cross-encoder features of recently seen (premise, hypothesis) pairs: the ablations
         # re-link the same mentions, and the same statements recur across candidate lists
@@ -196,7 +194,9 @@ class Disambiguator:
         """(text, image) scores over each mention's first top_n candidates; NaN where a stream is
         absent (no model for it, no photos, a product without images)."""
         n = self.settings.fusion.top_n
-        cands = [[self.kb.entities[self.row_of[c.entity_id]] for c in r.candidates[:n]] for r in results]
+        row_of = self.kb.row_of
+        rows = [[row_of[c.entity_id] for c in r.candidates[:n]] for r in results]
+        cands = [[self.kb.entities[i] for i in r] for r in rows]
         text = [np.full(len(c), np.nan, np.float32) for c in cands]
         if self.model.text is not None:
             settings = self.model.text.settings
@@ -213,39 +213,37 @@ class Disambiguator:
         image = [np.full(len(c), np.nan, np.float32) for c in cands]
         if self.model.image is not None and len(self.kb.image_emb):
             adapted = self._adapted_kb_images()
-            for i, (ev, c) in enumerate(zip(evidence, cands)):
-                if not len(ev.photos) or not c:
-                    continue
-                photos = self._adapt(center_images(ev.photos, self.kb.image_center))
-                rows = [self.kb.image_rows(self.row_of[e.id]) for e in c]
-                flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-                if not len(flat):
-                    continue
-                sims = adapted[flat] @ photos.T
-                owner = np.repeat(np.arange(len(c)), [len(r) for r in rows])
-                scores = np.full(len(c), -np.inf, np.float32)
-                np.maximum.at(scores, owner, sims.max(axis=1))
-                image[i] = np.where(np.isinf(scores), np.nan, scores).astype(np.float32)
+            for i, ev in enumerate(evidence):
+                if len(ev.photos) and rows[i]:
+                    photos = self._adapt(center_images(ev.photos, self.kb.image_center))
+                    image[i] = self.kb.image_scores(photos, rows[i], adapted)
         return list(zip(text, image))
+
+    def scores(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[StreamScores]:
+        """Each mention's three streams over its first top_n candidates: what fusion reads."""
+        n = self.settings.fusion.top_n
+        return [
+            StreamScores(
+                retrieval=np.array([c.score for c in r.candidates[:n]], np.float64), text=text, image=image,
+                contradicted=np.array([c.contradicted for c in r.candidates[:n]], bool),
+            )
+            for r, (text, image) in zip(results, self.stream_scores(evidence, results))
+        ]
 
     def rerank(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[LinkResult]:
         """The final answers; candidates keep their retrieval order (so Recall@K stays
         retrieval's) and gain `text_stream`, `image_stream` and `final` channel scores."""
         n = self.settings.fusion.top_n
         out = []
-        for result, (text, image) in zip(results, self.stream_scores(evidence, results)):
+        for result, scores in zip(results, self.scores(evidence, results)):
             top = result.candidates[:n]
             if not top:
                 out.append(result)
                 continue
-            scores = StreamScores(
-                retrieval=np.array([c.score for c in top], np.float64), text=text.astype(np.float64),
-                image=image.astype(np.float64), contradicted=np.array([c.contradicted for c in top], bool),
-            )
             fused = fuse(scores, self.fusion)
             best, filtered = answer(fused, scores.contradicted, self.fusion)
             candidates = [
-                _with_scores(c, text[i], image[i], fused[i]) if i < len(top) else c
+                _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
                 for i, c in enumerate(result.candidates)
             ]
             out.append(
@@ -253,7 +251,7 @@ class Disambiguator:
                     update={
                         "candidates": candidates,
                         "entity_id": top[best].entity_id if best is not None else NIL_ENTITY,
-                        "score": float(fused[best]) if best is not None else float(np.max(fused)) if len(fused) else -math.inf,
+                        "score": float(fused[best] if best is not None else fused.max()),
                         "filtered": filtered,
                     }
                 )

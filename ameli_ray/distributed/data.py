@@ -216,29 +216,36 @@ class DisambiguateStage:
         self.disambiguator = make_disambiguator(self.kb, config, store, device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ameli_ray.disambiguation.model import MentionEvidence
-        from ameli_ray.linker import link_result_from_row, link_result_row
+        from ameli_ray.linker import link_result_row
 
-        dim = self.kb.manifest.image_dim
-        rows = batch.drop_columns(["record", "image_emb"]).to_pylist()
-        results = [link_result_from_row(r) for r in rows]
-        evidence = [
-            MentionEvidence(Mention.model_validate_json(mj), [a.key for a in r.attributes],
-                            np.asarray(im, np.float32).reshape(-1, dim))
-            for mj, im, r in zip(batch.column("record").to_pylist(),
-                                 batch.column("image_emb").to_numpy(zero_copy_only=False), results)
-        ]
-        out = [link_result_row(r) for r in self.disambiguator.rerank(evidence, results)]
+        results, evidence = zip(*_with_evidence(batch, self.kb.manifest.image_dim)) if batch.num_rows else ((), ())
+        out = [link_result_row(r) for r in self.disambiguator.rerank(list(evidence), list(results))]
         return pa.Table.from_pylist(out, schema=LINK_RESULT_ARROW_SCHEMA)
 
 
-def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig):
-    """Retrieval output with the evidence kept, streamed back to the driver (training examples)."""
+def _with_evidence(batch: pa.Table, image_dim: int) -> list:
+    """(LinkResult, MentionEvidence) of each row of RetrieveStage's output with `keep_evidence`."""
+    from ameli_ray.disambiguation.model import MentionEvidence
+    from ameli_ray.linker import link_result_from_row
+
+    results = [link_result_from_row(r) for r in batch.drop_columns(["record", "image_emb"]).to_pylist()]
+    return [
+        (r, MentionEvidence(Mention.model_validate_json(mj), [a.key for a in r.attributes],
+                            np.asarray(im, np.float32).reshape(-1, image_dim)))
+        for mj, im, r in zip(batch.column("record").to_pylist(),
+                             batch.column("image_emb").to_numpy(zero_copy_only=False), results)
+    ]
+
+
+def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig, image_dim: int):
+    """(LinkResult, MentionEvidence) per mention, streamed back to the driver (training examples),
+    in no particular order."""
     ds = _embedded(mentions, "mention", config).map_batches(
         RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": True},
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
-    yield from ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        yield from _with_evidence(batch, image_dim)
 
 
 def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:

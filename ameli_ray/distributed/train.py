@@ -50,9 +50,9 @@ def storage_for(uri: str, config: AmeliConfig) -> tuple[str, Any]:
     s3 = config.s3
     kwargs: dict[str, Any] = {"region": s3.region, "connect_timeout": s3.connect_timeout_s,
                               "request_timeout": s3.request_timeout_s}
-    if s3.endpoint_url:
-        scheme, _, rest = s3.endpoint_url.partition("://")
-        kwargs.update(endpoint_override=rest or scheme, scheme=scheme if rest else "http")
+    scheme, netloc = ObjectStore(s3).endpoint()
+    if netloc is not None:
+        kwargs.update(endpoint_override=netloc, scheme=scheme)
     if s3.access_key_id and s3.secret_access_key:
         kwargs.update(access_key=s3.access_key_id.get_secret_value(), secret_key=s3.secret_access_key.get_secret_value())
     bucket, key = split_s3(uri)

@@ -105,6 +105,13 @@ class Fields:
     def optional_id(self, field: str) -> str | None:
         return None if self.obj.get(field) in (None, "") else self.id(field)
 
+    def gold_id(self, field: str, required: bool) -> str | None:
+        """A gold entity id; NIL_ENTITY when this object says `"nil": true` (the mention is about
+        a product the KB does not hold)."""
+        if self.obj.get("nil") is True:
+            return NIL_ENTITY
+        return self.id(field) if required else self.optional_id(field)
+
     def text(self, field: str, required: bool = False) -> str:
         value = self.obj.get(field)
         if value is None:
@@ -290,16 +297,6 @@ def review_text(fields: Fields) -> str:
     return f"{header}. {body}" if header and body else header or body
 
 
-def _gold_id(gold: "Fields | None") -> str | None:
-    """The gold entity id; NIL_ENTITY for a review labelled as about no product of the KB
-    (`"nil": true`); None when the review is unlabelled."""
-    if gold is None:
-        return None
-    if gold.obj.get("nil") is True:
-        return NIL_ENTITY
-    return gold.id("id")
-
-
 def mention_from_record(obj: Any, *, uri: str, index: int, images_uri: str) -> Mention:
     fields = Fields(uri, f"record {index}", obj)
     mention_id = fields.id("review_id")
@@ -311,7 +308,7 @@ def mention_from_record(obj: Any, *, uri: str, index: int, images_uri: str) -> M
         text=review_text(fields),
         surface=fields.text("mention"),
         image_uris=[resolve_image(images_uri, n) for n in fields.texts("review_image_path")],
-        gold_entity_id=_gold_id(gold),
+        gold_entity_id=gold.gold_id("id", required=True) if gold is not None else None,  # None: unlabelled
         gold_attributes=fields.mapping("gold_attributes"),
     )
 

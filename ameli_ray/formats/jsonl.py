@@ -14,7 +14,7 @@ from typing import Any
 
 from ameli_ray.errors import InputFormatError
 from ameli_ray.formats.ameli import Fields, build, parent_uri, resolve_image, review_text
-from ameli_ray.schema import NIL_ENTITY, Entity, Mention
+from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage.objects import ObjectStore
 
 
@@ -79,8 +79,7 @@ def _mention(fields: Fields, images: str) -> Mention:
         text=text,
         surface=fields.text("surface"),
         image_uris=[resolve_image(images, u) for u in fields.texts("image_uris")],
-        # `"nil": true` labels a mention about a product the KB does not hold
-        gold_entity_id=NIL_ENTITY if fields.obj.get("nil") is True else fields.optional_id("gold_entity_id"),
+        gold_entity_id=fields.gold_id("gold_entity_id", required=False),
         gold_attributes=fields.mapping("gold_attributes"),
     )
 

@@ -15,6 +15,7 @@ Every file is checked against the manifest's sha256 when read.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -87,6 +88,25 @@ class KnowledgeBase:
 
     def image_rows(self, entity_row: int) -> np.ndarray:
         return self._image_rows[entity_row]
+
+    @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        """Entity id -> row of the arrays."""
+        return {e.id: i for i, e in enumerate(self.entities)}
+
+    def image_scores(self, photos: np.ndarray, entity_rows, image_emb: np.ndarray | None = None) -> np.ndarray:
+        """Per entity row, the max cosine over (photo, entity image) pairs — the paper's image
+        score; NaN for an entity without images. `image_emb` replaces the KB's image vectors
+        (the disambiguation adapter's view of them), row for row."""
+        images = self.image_emb if image_emb is None else image_emb
+        rows = [self.image_rows(int(e)) for e in entity_rows]
+        scores = np.full(len(rows), np.nan, dtype=np.float32)
+        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        if len(flat) == 0 or len(photos) == 0:
+            return scores
+        sims = (images[flat] @ photos.T).max(axis=1)
+        np.fmax.at(scores, np.repeat(np.arange(len(rows)), [len(r) for r in rows]), sims)
+        return scores
 
 
 def center_images(raw: np.ndarray, center: np.ndarray) -> np.ndarray:

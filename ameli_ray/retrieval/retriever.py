@@ -69,7 +69,7 @@ class CandidateRetriever:
             pool = np.unique(np.concatenate(proposals)).astype(np.int64)
             channels: dict[str, np.ndarray] = {"text": self.kb.text_emb[pool] @ query.text_emb}
             if photos is not None and len(self.kb.image_emb):
-                channels["image"] = self._image_scores(photos, pool)
+                channels["image"] = self.kb.image_scores(photos, pool)
             if lex_all is not None and lex_all.any():
                 channels["lexical"] = lex_all[pool]
             contradicted = np.zeros(len(pool), dtype=bool)
@@ -105,18 +105,6 @@ class CandidateRetriever:
             start += n
             result.append(np.unique(self.kb.image_owner[hits[hits >= 0]]).astype(np.int64))
         return result
-
-    def _image_scores(self, photos: np.ndarray, pool: np.ndarray) -> np.ndarray:
-        """Max cosine over (photo, entity image) pairs; entities without images get NaN."""
-        rows = [self.kb.image_rows(int(e)) for e in pool]
-        flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        scores = np.full(len(pool), np.nan, dtype=np.float32)
-        if len(flat) == 0:
-            return scores
-        sims = (self.kb.image_emb[flat] @ photos.T).max(axis=1)
-        owner = np.repeat(np.arange(len(pool)), [len(r) for r in rows])
-        np.fmax.at(scores, owner, sims)
-        return scores
 
     def _fused(self, channels: dict[str, np.ndarray]) -> np.ndarray:
         w = self.settings.weights

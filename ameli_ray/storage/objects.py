@@ -51,7 +51,7 @@ class ObjectStore:
         self._probed = False
 
     # -- filesystems -------------------------------------------------------------------------
-    def _endpoint(self) -> tuple[str, str | None]:
+    def endpoint(self) -> tuple[str, str | None]:
         """(scheme, host:port) of the configured endpoint; (https, None) for AWS itself."""
         if not self.s3.endpoint_url:
             return "https", None
@@ -62,7 +62,7 @@ class ObjectStore:
         """Fail fast, naming the endpoint, when nothing listens there."""
         if self._probed:
             return
-        scheme, netloc = self._endpoint()
+        scheme, netloc = self.endpoint()
         if netloc is not None:
             host, _, port = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
             port_num = int(port) if port else (443 if scheme == "https" else 80)
