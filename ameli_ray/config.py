@@ -132,6 +132,10 @@ class TextStreamSettings(_Section):
     max_seq_length: int = Field(96, ge=16, description="tokens of one (premise, hypothesis) pair")
     statements: int = Field(5, ge=0, description="'{key} of {mention} is {value}' statements per candidate")
     description_pair: bool = Field(True, description="also score the (entity description, review) pair")
+    match_features: bool = Field(
+        True, description="the head also reads explicit match features (model codes, numbers, stated values; "
+        "see ameli_ray.disambiguation.match_features)",
+    )
     pooling: Literal["cls", "mean"] = Field("mean", description="how a pair's token states become one feature")
     dropout: float = Field(0.1, ge=0, lt=1)
     frozen_layers: int = Field(0, ge=0, description="lower transformer layers kept frozen during training")

@@ -162,7 +162,7 @@ def fit_fusion(
         # the filter fell back to a contradicted answer: every reachable candidate is contradicted
         fell_back = np.array([bool(filter) and bool(contradicted[i, p]) if n_cands[i] else False
                               for i, p in enumerate(pick)])
-        threshold, by_contradiction = _nil_rules(score, linked, nil, fell_back)
+        threshold, by_contradiction = _nil_rules(score, linked, nil, fell_back, settings.min_gain)
     abstain = (n_cands == 0) | (score < threshold if threshold is not None else False)
     if by_contradiction:
         abstain = abstain | fell_back
@@ -310,20 +310,28 @@ def _simplex(indices: list[int], step: float) -> np.ndarray:
     return np.array(points)
 
 
-def _nil_rules(score: np.ndarray, linked: np.ndarray, nil: np.ndarray, fell_back: np.ndarray) -> tuple[float | None, bool]:
+def _nil_rules(
+    score: np.ndarray, linked: np.ndarray, nil: np.ndarray, fell_back: np.ndarray, min_gain: float = 0.0
+) -> tuple[float | None, bool]:
     """Whether to answer NIL when every reachable candidate is contradicted, and the score
-    threshold for the rest: the combination most accurate over all dev mentions."""
-    best: tuple[int, float | None, bool] | None = None
+    threshold for the rest. Each rule must earn its place as a stream earns its weight: among the
+    combinations within `min_gain` of the most accurate over all dev mentions, the simplest wins
+    (none, then the contradiction rule, then the threshold, then both). A threshold fitted to a
+    few dev mentions otherwise costs right answers on test for NIL answers it never gives there."""
+    options = []  # (right, simplicity rank, threshold, rule)
     for rule in (False, True):
         rest = ~fell_back if rule else np.ones_like(nil)
-        t = _nil_threshold(score[rest], linked[rest], nil[rest])
-        abstain = score < t if t is not None else np.zeros_like(nil)
-        if rule:
-            abstain = abstain | fell_back
-        right = int(((nil & abstain) | (linked & ~abstain)).sum())
-        if best is None or right > best[0]:  # ties: the rule stays off
-            best = (right, t, rule)
-    return best[1], best[2]
+        fitted = _nil_threshold(score[rest], linked[rest], nil[rest])
+        for t in dict.fromkeys((None, fitted)):
+            abstain = score < t if t is not None else np.zeros_like(nil)
+            if rule:
+                abstain = abstain | fell_back
+            right = int(((nil & abstain) | (linked & ~abstain)).sum())
+            options.append((right, 2 * (t is not None) + rule, t, rule))
+    best = max(right for right, *_ in options)
+    floor = best - min_gain * len(nil) - 1e-9
+    _, _, threshold, rule = min((o for o in options if o[0] >= floor), key=lambda o: o[1])
+    return threshold, rule
 
 
 def _nil_threshold(score: np.ndarray, linked: np.ndarray, nil: np.ndarray) -> float | None:

@@ -126,13 +126,14 @@ def inference_table(config: AmeliConfig, kb, mentions, device: str) -> Table:
     table = Table(title=f"inference: {len(mentions)} mentions x top {n} ({device}; ratio = / pair by pair, same run)")
     for col in ("variant", "candidate pairs", "cross-encoder passes", "seconds", "candidate pairs/s", "ratio"):
         table.add_column(col, justify="right")
-    from ameli_ray.disambiguation.examples import mention_pairs
+    from ameli_ray.disambiguation.examples import mention_inputs, stack_match
 
-    items = [
-        mention_pairs(ev.mention, ev.attribute_keys, [kb.entities[kb.row_of[c.entity_id]] for c in r.candidates[:n]],
-                      text.settings)
+    inputs = [
+        mention_inputs(ev.mention, ev.attribute_keys, [kb.entities[kb.row_of[c.entity_id]] for c in r.candidates[:n]],
+                       text.settings)
         for ev, r in zip(evidence, results)
     ]
+    items = [i.pairs for i in inputs]
     rows = []
     for variant, build in (("text stream, pairs deduplicated (default)", statements.build_pair_batch),
                            ("text stream, pair by pair (baseline)", _without_dedupe(statements.build_pair_batch))):
@@ -142,7 +143,7 @@ def inference_table(config: AmeliConfig, kb, mentions, device: str) -> Table:
             for i in range(0, len(items), 32):
                 batch = build(items[i : i + 32])
                 passes += batch.n_pairs
-                text.score(batch)
+                text.score(batch, match=stack_match([m.match for m in inputs[i : i + 32]], batch.candidate_mask.shape[1]))
             rows.append((variant, passes, time.perf_counter() - start))
     # the whole Disambiguator: both streams, fusion, filter (its pair cache starts empty)
     dis = Disambiguator(DisambiguationModel(manifest, text, image), kb, config.disambiguation)

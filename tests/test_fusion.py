@@ -252,3 +252,24 @@ def test_a_stream_must_beat_retrieval_by_min_gain_to_get_weight():
     guarded = fit_fusion(dev, gold, [False] * 100, FusionSettings(min_gain=0.02), filter=False, filter_depth=10)
     assert strict.dev["accuracy"] >= 0.81 and strict.weights["text"] > 0
     assert guarded.weights["retrieval"] == 1.0 and guarded.dev["accuracy"] == 0.80
+
+
+def test_a_nil_threshold_must_gain_min_gain_over_all_dev_mentions():
+    """A threshold that buys one NIL mention in 100 (and costs none) is not kept under a 2-point
+    guard; one that catches ten is."""
+    def dev_set(n_separable: int):
+        dev, gold, nil = [], [], []
+        for i in range(100):
+            is_nil = i >= 90
+            # NIL mentions score as high as real matches, except the first n_separable of them
+            top = 0.1 if is_nil and i - 90 < n_separable else 0.9 + 0.001 * i
+            dev.append(scores([top, top - 0.5], [NAN, NAN], [NAN, NAN]))
+            gold.append(None if is_nil else 0)
+            nil.append(is_nil)
+        return dev, gold, nil
+
+    one = dev_set(1)
+    assert fit_fusion(*one, FusionSettings(min_gain=0.0), filter=False, filter_depth=10).nil_threshold is not None
+    assert fit_fusion(*one, FusionSettings(min_gain=0.02), filter=False, filter_depth=10).nil_threshold is None
+    ten = fit_fusion(*dev_set(10), FusionSettings(min_gain=0.02), filter=False, filter_depth=10)
+    assert ten.nil_threshold is not None and ten.dev["nil_recall"] == 1.0

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
-from ameli_ray.disambiguation.examples import mention_pairs
+from ameli_ray.disambiguation.examples import mention_inputs, stack_match
 from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.statements import build_pair_batch
 from ameli_ray.encoders.loading import cache_dir
@@ -201,13 +201,14 @@ class Disambiguator:
         if self.model.text is not None:
             settings = self.model.text.settings
             items = [
-                mention_pairs(ev.mention, ev.attribute_keys, c, settings) if c else []
+                mention_inputs(ev.mention, ev.attribute_keys, c, settings) if c else None
                 for ev, c in zip(evidence, cands)
             ]
-            scored = [i for i, item in enumerate(items) if item]
+            scored = [i for i, item in enumerate(items) if item is not None]
             if scored:
-                batch = build_pair_batch([items[i] for i in scored])
-                logits = self.model.text.score(batch, self._features(batch))
+                batch = build_pair_batch([items[i].pairs for i in scored])
+                match = stack_match([items[i].match for i in scored], batch.candidate_mask.shape[1])
+                logits = self.model.text.score(batch, self._features(batch), match)
                 for row, i in enumerate(scored):
                     text[i] = np.asarray(logits[row, : len(cands[i])], np.float32)
         image = [np.full(len(c), np.nan, np.float32) for c in cands]

@@ -2,7 +2,7 @@
 
 After the AMELI paper: for a mention (a review and the surface form it names the product by) and
 each of its candidates, up to `n` statements `(review, "{key} of {mention} is {value}")` built from
-the CANDIDATE's attribute values, then one `(entity description, review)` pair. A cross-encoder
+the CANDIDATE's attribute values, then one `(entity name and description, review)` pair. A cross-encoder
 scores every pair; the head reads the slots in order, so slot k must mean the same attribute for
 every candidate of a mention: `choose_keys` picks the keys once per mention.
 
@@ -22,14 +22,14 @@ from ameli_ray.attributes.normalize import normalize_key, normalize_value
 from ameli_ray.attributes.vocabulary import SKIPPED_KEYS
 from ameli_ray.schema import Entity
 
-__all__ = ["NEUTRAL_SURFACE", "Pair", "PairBatch", "build_pair_batch", "candidate_pairs", "choose_keys", "statement"]
+__all__ = ["NEUTRAL_SURFACE", "Pair", "PairBatch", "build_pair_batch", "candidate_pairs", "choose_keys", "entity_values", "statement"]
 
 Pair = tuple[str, str]  # (premise, hypothesis)
 # A review that names no product gets a surface that favours no candidate (not the entity's name).
 NEUTRAL_SURFACE = "the product"
 
 
-def _entity_values(entity: Entity) -> dict[str, tuple[str, str]]:
+def entity_values(entity: Entity) -> dict[str, tuple[str, str]]:
     """canonical key -> (key as the entity spells it, value); the first spelling wins."""
     out: dict[str, tuple[str, str]] = {}
     for key, value in entity.attributes.items():
@@ -61,7 +61,7 @@ def choose_keys(mention_keys: Sequence[str], candidates: Sequence[Entity], n: in
     echoes: set[str] = set()
     for entity in candidates:
         name = normalize_value(entity.name)
-        for canon, (key, value) in _entity_values(entity).items():
+        for canon, (key, value) in entity_values(entity).items():
             norm = normalize_value(value)
             if norm == name:
                 echoes.add(canon)
@@ -99,14 +99,23 @@ def candidate_pairs(
 
     The key is written as given, not as this entity spells it, so that the statements of two
     candidates with the same value are the same text (and deduplicate)."""
-    held = _entity_values(entity)
+    held = entity_values(entity)
     slots: list[Pair | None] = []
     for key in keys:
         found = held.get(normalize_key(key))
         slots.append(None if found is None else (review, statement(key, surface, found[1])))
     if description_pair:
-        slots.append((entity.description.strip() or entity.name, review))
+        slots.append((_describe(entity), review))
     return slots
+
+
+def _describe(entity: Entity) -> str:
+    """The premise of the description pair: the name first (it carries the model code and the
+    variant, which descriptions often leave out), then the description."""
+    name, description = entity.name.strip(), entity.description.strip()
+    if not description or description.lower().startswith(name.lower()):
+        return description or name
+    return f"{name}. {description}"
 
 
 @dataclass

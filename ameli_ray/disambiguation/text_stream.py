@@ -3,7 +3,9 @@
 Each candidate has S slots (attribute statements, then the description pair; see `statements`).
 The P unique pairs of a batch are encoded once; every pair's token states are pooled (CLS or
 masked mean) into one feature; a candidate's S slot features (a learned `missing` vector where it
-has no pair) are concatenated and a feed-forward head gives its logit. Training is cross-entropy
+has no pair) are concatenated and a feed-forward head gives its logit, to which a small
+feed-forward layer over the candidate's explicit match features (`match_features`: model codes,
+numbers, stated values) adds its own. Training is cross-entropy
 over each mention's candidates (`losses.candidate_cross_entropy`).
 
 On disk (`save` / `load`), no pickle:
@@ -24,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ameli_ray.config import TextStreamSettings
+from ameli_ray.disambiguation.match_features import n_match_features
 from ameli_ray.disambiguation.statements import PairBatch
 from ameli_ray.encoders.loading import resolve_model_ref
 from ameli_ray.errors import ConfigError, InputFormatError, ModelLoadError
@@ -31,12 +34,13 @@ from ameli_ray.storage import ObjectStore
 
 __all__ = ["TextStream", "find_hf_folder"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the match-feature head
 BACKBONE_DIR = "backbone"
 HEAD_FILE = "text_head.safetensors"
 META_FILE = "text_stream.json"
 # Settings that change what the trained head reads: a saved stream refuses other values.
-_SHAPE_FIELDS = ("pooling", "statements", "description_pair")
+_SHAPE_FIELDS = ("pooling", "statements", "description_pair", "match_features")
+_MATCH_HIDDEN = 32
 
 
 def find_hf_folder(path: str) -> str:
@@ -108,6 +112,12 @@ class TextStream(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(2 * n_slots * h, h), nn.GELU(), nn.Dropout(settings.dropout), nn.Linear(h, 1)
         )
+        # The match features, raw and centred over the mention's candidates (as the slots).
+        self.n_match = n_match_features(settings.statements) if settings.match_features else 0
+        self.match_head = (
+            nn.Sequential(nn.Linear(2 * self.n_match, _MATCH_HIDDEN), nn.GELU(), nn.Linear(_MATCH_HIDDEN, 1))
+            if self.n_match else None
+        )
         self._freeze(settings.frozen_layers)
 
     def _freeze(self, k: int) -> None:
@@ -162,10 +172,14 @@ class TextStream(nn.Module):
             pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
         return self.dropout(pooled)
 
-    def logits(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """[P, h] pair features, [B, C, S] index -> [B, C] logits (padded candidates included)."""
+    def logits(self, features: torch.Tensor, index: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
+        """[P, h] pair features, [B, C, S] index, [B, C, F] match features -> [B, C] logits
+        (padded candidates included)."""
         if index.dim() != 3 or index.shape[2] != self.n_slots:
             raise ValueError(f"index must be [B, C, {self.n_slots}], got {list(index.shape)}")
+        if self.n_match and (match is None or tuple(match.shape) != (*index.shape[:2], self.n_match)):
+            got = None if match is None else list(match.shape)
+            raise ValueError(f"match features must be [B, C, {self.n_match}] (B, C of the index), got {got}")
         # Row 0 of the table is the missing vector, so index -1 -> 0 needs no branch, and the
         # missing vector is in every graph (DDP wants every trainable parameter used each step).
         table = torch.cat([self.missing.to(features.dtype).unsqueeze(0), features], dim=0)
@@ -175,12 +189,18 @@ class TextStream(nn.Module):
         mean = (slots * real).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp(min=1.0)
         contrast = self.contrast_norm(slots - mean)
         x = torch.cat([slots, contrast], dim=3).reshape(b, c, 2 * s * self.hidden_size)
-        return self.head(x).squeeze(-1)
+        out = self.head(x).squeeze(-1)
+        if self.match_head is not None:
+            m = match.to(out.dtype)
+            m_mean = (m * real[..., 0]).sum(dim=1, keepdim=True) / real[..., 0].sum(dim=1, keepdim=True).clamp(min=1.0)
+            out = out + self.match_head(torch.cat([m, m - m_mean], dim=2)).squeeze(-1)
+        return out
 
-    def forward(self, tokens: dict[str, torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-        """`tokenize`d unique pairs + [B, C, S] index -> [B, C] logits. A padded candidate (all
-        slots -1) gets a finite logit: the loss must mask it (candidate_cross_entropy does)."""
-        return self.logits(self.encode_pairs(tokens), index)
+    def forward(self, tokens: dict[str, torch.Tensor], index: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:
+        """`tokenize`d unique pairs + [B, C, S] index + [B, C, F] match features -> [B, C]
+        logits. A padded candidate (all slots -1) gets a finite logit: the loss must mask it
+        (candidate_cross_entropy does)."""
+        return self.logits(self.encode_pairs(tokens), index, match)
 
     @torch.no_grad()
     def pair_features(self, premises: list[str], hypotheses: list[str]) -> torch.Tensor:
@@ -208,9 +228,10 @@ class TextStream(nn.Module):
             self.train(was_training)
 
     @torch.no_grad()
-    def score(self, batch: PairBatch, features: torch.Tensor | None = None) -> np.ndarray:
+    def score(self, batch: PairBatch, features: torch.Tensor | None = None, match: np.ndarray | None = None) -> np.ndarray:
         """Inference: float32 [B, C] logits; padded candidates (candidate_mask False) get -inf.
-        `features` ([n_pairs, h], e.g. from a cache) skips encoding the pairs."""
+        `features` ([n_pairs, h], e.g. from a cache) skips encoding the pairs; `match` [B, C, F]
+        are the candidates' match features (`examples.stack_match`)."""
         was_training = self.training
         self.eval()
         try:
@@ -219,7 +240,8 @@ class TextStream(nn.Module):
             index = torch.as_tensor(batch.index, dtype=torch.long, device=self.device)
             if index.numel() == 0:
                 return np.full(batch.candidate_mask.shape, -np.inf, np.float32)
-            out = self.logits(features.to(self.device), index).float().cpu().numpy()
+            m = None if match is None else torch.as_tensor(match, dtype=torch.float32, device=self.device)
+            out = self.logits(features.to(self.device), index, m).float().cpu().numpy()
         finally:
             self.train(was_training)
         out[~batch.candidate_mask] = -np.inf

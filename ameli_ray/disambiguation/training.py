@@ -55,10 +55,10 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def text_step_loss(model: torch.nn.Module, rows: list[dict[str, Any]], config: AmeliConfig,
                    device: torch.device) -> torch.Tensor:
     """Cross-entropy over each mention's candidates (the gold is always among them)."""
-    premises, hypotheses, index, mask, gold = collate_text(rows, n_slots(config.disambiguation.text))
+    premises, hypotheses, index, mask, gold, match = collate_text(rows, n_slots(config.disambiguation.text))
     tokens = {k: v.to(device) for k, v in unwrap(model).tokenize(premises, hypotheses).items()}
     with autocast(device, config.train):
-        logits = model(tokens, index.to(device))
+        logits = model(tokens, index.to(device), match.to(device))
     return candidate_cross_entropy(logits.float(), gold.to(device), mask.to(device))
 
 

@@ -1,7 +1,7 @@
 """The paper's ablation rows for one evaluation set.
 
 Rows that only change how the stored scores are combined are recomputed from the link output
-(retrieval alone, one stream alone); rows that change what the linker sees are re-linked
+(retrieval alone, one stream alone, the full pipeline without one stream); rows that change what the linker sees are re-linked
 (no attributes, gold attributes, gold candidates).
 """
 
@@ -41,18 +41,13 @@ def reanswer(rows: list[dict], fusion, top_n: int) -> list[dict]:
     return out
 
 
-def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lambda _: None) -> dict:
-    """`rows`: the full pipeline's link output for `mentions`. The re-linked rows run in-process
-    on one encoding of the mentions (text, photos, OCR) and one disambiguator, whose pair cache
-    spares the cross-encoder the statements the variants share."""
-    from ameli_ray.kb.assets import load_kb
-    from ameli_ray.linker import Linker, MentionEncoder, link_result_row, make_disambiguator
-    from ameli_ray.disambiguation.model import read_model_manifest
-    from ameli_ray.storage import ObjectStore
-
-    store = ObjectStore(config.s3)
-    fusion = read_model_manifest(config.disambiguation.model, store)[1].fusion
-    top_n = config.disambiguation.fusion.top_n
+def recombined_rows(rows: list[dict], fusion, top_n: int) -> dict[str, dict]:
+    """The rows that only recombine the stored scores of the full pipeline's output `rows`:
+    retrieval alone (with and without the attribute filter), each stream alone, the full
+    pipeline without each stream that has weight (the others renormalised), and the full row.
+    Recombined rows keep the filter and the "all contradicted" no-match rule but not the score
+    threshold, which was calibrated on the full fused score: they can only answer more often, so
+    against the full row they err in their own favour."""
 
     def only(weights: dict[str, float], filter_: bool) -> dict:
         model = fusion.model_copy(update={"weights": weights, "nil_threshold": None, "filter": filter_})
@@ -65,7 +60,27 @@ def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lam
     }
     if any(not math.isnan(v) for r in rows for v in r["image_stream_scores"] if v is not None):
         table["image stream only"] = only({"retrieval": 0.0, "text": 0.0, "image": 1.0}, fusion.filter)
+    for stream in ("text", "image"):
+        rest = {s: 0.0 if s == stream else w for s, w in fusion.weights.items()}
+        if fusion.weights[stream] > 0 and sum(rest.values()) > 0:
+            table[f"full without {stream} stream"] = only({s: w / sum(rest.values()) for s, w in rest.items()}, fusion.filter)
     table["full: extracted attributes"] = summarise(rows, top_n)
+    return table
+
+
+def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lambda _: None) -> dict:
+    """`rows`: the full pipeline's link output for `mentions`. The re-linked rows run in-process
+    on one encoding of the mentions (text, photos, OCR) and one disambiguator, whose pair cache
+    spares the cross-encoder the statements the variants share."""
+    from ameli_ray.kb.assets import load_kb
+    from ameli_ray.linker import Linker, MentionEncoder, link_result_row, make_disambiguator
+    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.storage import ObjectStore
+
+    store = ObjectStore(config.s3)
+    fusion = read_model_manifest(config.disambiguation.model, store)[1].fusion
+    top_n = config.disambiguation.fusion.top_n
+    table = recombined_rows(rows, fusion, top_n)
 
     kb = load_kb(kb_uri, store, config.index)
     encoder = MentionEncoder(config, store)

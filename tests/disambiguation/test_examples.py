@@ -5,8 +5,9 @@ import torch
 
 from ameli_ray.config import TextStreamSettings
 from ameli_ray.disambiguation.examples import (
-    collate_text, image_examples, mention_pairs, n_slots, text_example, training_candidates,
+    collate_text, image_examples, mention_inputs, n_slots, text_example, training_candidates,
 )
+from ameli_ray.disambiguation.match_features import n_match_features
 from ameli_ray.schema import Entity, Mention
 
 
@@ -30,9 +31,11 @@ def test_gold_keeps_its_rank_when_retrieved_and_is_inserted_when_missed():
 
 def test_every_candidate_has_the_same_slots_with_the_description_last():
     settings = TextStreamSettings(statements=5)
-    pairs = mention_pairs(MENTION, ["color"], ENTITIES, settings)
+    inputs = mention_inputs(MENTION, ["color"], ENTITIES, settings)
+    pairs = inputs.pairs
     assert [len(p) for p in pairs] == [n_slots(settings)] * 3
     assert all(p[-1] is not None and p[-1][1] == MENTION.text for p in pairs)  # (description, review)
+    assert all(p[-1][0].startswith(e.name) for p, e in zip(pairs, ENTITIES))  # the name carries the variant
     first = [p[0][1] for p in pairs]  # the evidence key comes first: colour
     assert first[0] != first[1] and "Red" in first[0] and "Blue" in first[1]
 
@@ -41,8 +44,10 @@ def test_collation_offsets_each_mentions_pairs_and_masks_padding():
     settings = TextStreamSettings(statements=2)
     a = text_example(MENTION, ["color"], ENTITIES, 0, settings)
     b = text_example(MENTION, [], ENTITIES[:2], 1, settings)
-    premises, hypotheses, index, mask, gold = collate_text([a, b], n_slots(settings))
+    premises, hypotheses, index, mask, gold, match = collate_text([a, b], n_slots(settings))
     assert index.shape == (2, 3, 3) and mask.tolist() == [[True, True, True], [True, True, False]]
+    assert match.shape == (2, 3, n_match_features(2)) and (match[1, 2] == 0).all()  # padding: zeros
+    np.testing.assert_array_equal(match[0].numpy(), mention_inputs(MENTION, ["color"], ENTITIES, settings).match)
     assert gold.tolist() == [0, 1] and len(premises) == len(a["premises"]) + len(b["premises"])
     # every slot of the second mention points past the first mention's pairs, at the same text
     local = torch.as_tensor(b["index"]).view(2, 3)
@@ -62,3 +67,10 @@ def test_each_photo_is_paired_with_the_product_image_it_looks_most_like():
     assert [r["product_image"].tolist() for r in rows] == [images[1].tolist(), images[0].tolist()]
     assert {r["group"] for r in rows} == {7}
     assert image_examples(photos[:0], images, 7) == []
+
+
+def test_match_features_can_be_switched_off():
+    settings = TextStreamSettings(statements=2, match_features=False)
+    a = text_example(MENTION, ["color"], ENTITIES, 0, settings)
+    *_, match = collate_text([a], n_slots(settings))
+    assert match.shape == (1, 3, 0)

@@ -47,7 +47,9 @@ def one_thread():
 
 
 def _settings(**kw) -> TextStreamSettings:
-    return TextStreamSettings(**{"max_seq_length": 32, "statements": 2, "description_pair": True, **kw})
+    # the cross-encoder's own mechanics; the match-feature head has its tests below
+    return TextStreamSettings(**{"max_seq_length": 32, "statements": 2, "description_pair": True,
+                                 "match_features": False, **kw})
 
 
 def _items(settings: TextStreamSettings):
@@ -212,3 +214,62 @@ def test_find_hf_folder_in_a_sentence_transformers_layout(tmp_path):
     (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
     assert find_hf_folder(str(tmp_path)) == str(inner)
     assert find_hf_folder("cross-encoder/nli-deberta-v3-base") == "cross-encoder/nli-deberta-v3-base"
+
+
+def test_match_head_learns_what_the_codes_say():
+    """With the match features on, the stream separates products the cross-encoder's review
+    pairs cannot (the codes differ only in the text the features compare), and gradient reaches
+    the match head; calling it without the features is an error, not a silent zero."""
+    from ameli_ray.disambiguation.examples import collate_text, n_slots, text_example
+
+    torch.manual_seed(0)
+    settings = _settings(statements=1, description_pair=False, match_features=True, frozen_layers=1, dropout=0.0)
+    model = TextStream(settings, n_slots=n_slots(settings))
+    model.backbone.encoder.layer = model.backbone.encoder.layer[:2]
+    products = [Entity(id=str(i), name=f"Kelvo Kettle - KV{100 + i}X", attributes={"Brand": "Kelvo"}) for i in range(4)]
+    rows = [text_example(_mention(f"Works well, my KV{100 + g}X boils fast."), [], products, g, settings) for g in range(4)]
+    premises, hypotheses, index, mask, gold, match = collate_text(rows, n_slots(settings))
+    tokens = model.tokenize(premises, hypotheses)
+    assert match.shape == (4, 4, model.n_match)
+    with pytest.raises(ValueError, match="match features"):
+        model(tokens, index)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    for step in range(30):
+        loss = _loss(model(tokens, index, match), gold, mask)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            # (the last bias shifts every candidate alike: its cross-entropy gradient is zero)
+            assert all(p.grad is not None for p in model.match_head.parameters())
+            assert model.match_head[0].weight.grad.abs().sum() > 0 and model.match_head[2].weight.grad.abs().sum() > 0
+        opt.step()
+    with torch.no_grad():
+        model.eval()
+        logits = model(tokens, index, match)
+    assert (logits.argmax(1) == gold).all(), logits
+
+
+def test_save_load_keeps_the_match_head(tmp_path):
+    from ameli_ray.disambiguation.examples import mention_inputs, n_slots, stack_match
+
+    torch.manual_seed(0)
+    settings = _settings(match_features=True)
+    model = TextStream(settings, n_slots=n_slots(settings)).eval()
+    cands = PRODUCTS[:3]
+    inputs = mention_inputs(_mention("Got the red one, 128GB."), ["color"], cands, settings)
+    batch = build_pair_batch([inputs.pairs])
+    match = stack_match([inputs.match], 3)
+    scores = model.score(batch, match=match)
+    model.save(tmp_path / "text")
+    loaded = TextStream.load(tmp_path / "text")
+    assert loaded.n_match == model.n_match > 0
+    np.testing.assert_array_equal(loaded.score(batch, match=match), scores)
+    with pytest.raises(ConfigError, match="match_features"):
+        TextStream.load(tmp_path / "text", _settings(match_features=False))
+
+
+def _mention(text: str):
+    from ameli_ray.schema import Mention
+
+    return Mention(id="m", text=text, surface="")
