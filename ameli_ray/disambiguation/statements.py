@@ -2,7 +2,7 @@
 
 After the AMELI paper: for a mention (a review and the surface form it names the product by) and
 each of its candidates, up to `n` statements `(review, "{key} of {mention} is {value}")` built from
-the CANDIDATE's attribute values, then one `(entity name and description, review)` pair. A cross-encoder
+the CANDIDATE's attribute values, then one `(entity description, review)` pair. A cross-encoder
 scores every pair; the head reads the slots in order, so slot k must mean the same attribute for
 every candidate of a mention: `choose_keys` picks the keys once per mention.
 
@@ -105,17 +105,8 @@ def candidate_pairs(
         found = held.get(normalize_key(key))
         slots.append(None if found is None else (review, statement(key, surface, found[1])))
     if description_pair:
-        slots.append((_describe(entity), review))
+        slots.append((entity.description.strip() or entity.name, review))
     return slots
-
-
-def _describe(entity: Entity) -> str:
-    """The premise of the description pair: the name first (it carries the model code and the
-    variant, which descriptions often leave out), then the description."""
-    name, description = entity.name.strip(), entity.description.strip()
-    if not description or description.lower().startswith(name.lower()):
-        return description or name
-    return f"{name}. {description}"
 
 
 @dataclass

@@ -71,8 +71,7 @@ def test_candidate_pairs_slots():
     assert slots[2] == (review, "Storage Capacity of Prime Plus is 256GB")
     assert slots[3] is None  # this card has no speed class
     assert slots[4] == (CANDS[2].name, review)  # no description: the name stands in
-    # the name leads the description: it carries the variant the description may leave out
-    assert candidate_pairs(review, "Prime Plus", CANDS[0], keys, True)[4] == (f"{CANDS[0].name}. A 128GB card.", review)
+    assert candidate_pairs(review, "Prime Plus", CANDS[0], keys, True)[4] == ("A 128GB card.", review)
     # keys match case-insensitively, the statement uses the key as given; empty surface is neutral
     lower = candidate_pairs(review, "  ", CANDS[0], ["storage capacity"], description_pair=False)
     assert lower == [(review, f"storage capacity of {NEUTRAL_SURFACE} is 128GB")]
