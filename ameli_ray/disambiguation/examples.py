@@ -49,6 +49,8 @@ class MentionInputs:
 def mention_inputs(
     mention: Mention, attribute_keys: list[str], candidates: list[Entity], settings: TextStreamSettings
 ) -> MentionInputs:
+    """Every candidate's slots (the same attribute keys for all, then the description pair) and
+    match features, over the keys `choose_keys` picks once for the mention."""
     keys = choose_keys(attribute_keys, candidates, settings.statements)
     padding: list[tuple[str, str] | None] = [None] * (settings.statements - len(keys))  # fixed slot count: the head's input
     pairs = []
