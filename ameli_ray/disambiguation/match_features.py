@@ -17,8 +17,8 @@ statements use:
 
 A code is a token of the lexical tokenizer (separators joined: "NN-SD377S" -> "nnsd377s") of at
 least four characters mixing letters and digits, or a run of at least six digits (UPCs); codes
-are compared as substrings of the text with everything but letters and digits removed, so that
-"R-1214" finds "R1214SS". All values lie in [0, 1]. Pure Python; the training examples and the
+are compared as substrings of the text in `compact` form (the attribute matcher's identifier
+form: folded, separators removed), so that "R-1214" finds "R1214SS". All values lie in [0, 1]. Pure Python; the training examples and the
 disambiguator call the same function, so a model is scored on the features it was trained on.
 """
 
@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ameli_ray.attributes.normalize import normalize_key
+from ameli_ray.attributes.normalize import compact, normalize_key
 from ameli_ray.disambiguation.statements import entity_values
 from ameli_ray.retrieval.lexical import tokenize
 from ameli_ray.schema import Entity
@@ -43,7 +43,6 @@ CANDIDATE_FEATURES = (
 )
 SLOT_FEATURES = ("present", "value_coverage")
 
-_NOT_ALNUM = re.compile(r"[^a-z0-9]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _HAS_DIGIT = re.compile(r"\d")
 _HAS_LETTER = re.compile(r"[a-z]")
@@ -51,10 +50,6 @@ _HAS_LETTER = re.compile(r"[a-z]")
 
 def n_match_features(statements: int) -> int:
     return len(CANDIDATE_FEATURES) + len(SLOT_FEATURES) * statements
-
-
-def _squash(text: str) -> str:
-    return _NOT_ALNUM.sub("", text.lower())
 
 
 def _is_code(token: str) -> bool:
@@ -65,11 +60,11 @@ def _is_code(token: str) -> bool:
 
 @lru_cache(maxsize=65_536)
 def _text_view(text: str) -> tuple[frozenset[str], frozenset[str], str, frozenset[str]]:
-    """(tokens, codes, squashed text, numbers) of a text; cached: a review is compared with ten
+    """(tokens, codes, compact text, numbers) of a text; cached: a review is compared with ten
     candidates and a product appears in many candidate lists."""
     tokens = tokenize(text)
     return (
-        frozenset(tokens), frozenset(t for t in tokens if _is_code(t)), _squash(text),
+        frozenset(tokens), frozenset(t for t in tokens if _is_code(t)), compact(text),
         frozenset(_NUMBER.findall(text.lower())),
     )
 
@@ -91,16 +86,16 @@ def match_features(
     statements = len(keys) if statements is None else statements
     if len(keys) > statements:
         raise ValueError(f"{len(keys)} statement keys for {statements} slots")
-    r_tokens, r_codes, r_squash, r_numbers = _text_view(review)
+    r_tokens, r_codes, r_compact, r_numbers = _text_view(review)
     s_tokens = tokenize(surface)
     out = np.zeros((len(entities), n_match_features(statements)), dtype=np.float32)
     for row, entity in enumerate(entities):
-        c_tokens, _, c_squash, _ = _text_view(_candidate_text(entity))
+        c_tokens, _, c_compact, _ = _text_view(_candidate_text(entity))
         _, c_codes, _, _ = _text_view(" ".join([entity.name, *entity.attributes.values()]))
         n_tokens, _, _, n_numbers = _text_view(entity.name)
         out[row, : len(CANDIDATE_FEATURES)] = (
-            _share(r_codes, lambda c: c in c_squash),
-            _share(c_codes, lambda c: c in r_squash),
+            _share(r_codes, lambda c: c in c_compact),
+            _share(c_codes, lambda c: c in r_compact),
             float(bool(r_codes)),
             float(bool(c_codes)),
             _share(n_tokens, r_tokens.__contains__),

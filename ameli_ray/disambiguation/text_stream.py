@@ -80,6 +80,12 @@ def _encoder_layers(backbone: nn.Module) -> nn.ModuleList:
     )
 
 
+def _centred(x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """[B, C, ...] minus its mean over each mention's real candidates (`real` [B, C] bool)."""
+    w = real.to(x.dtype).reshape(*real.shape, *([1] * (x.dim() - 2)))
+    return x - (x * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
 class TextStream(nn.Module):
     """Cross-encoder + slot head; `forward(tokens, index) -> [B, C]` logits."""
 
@@ -185,15 +191,13 @@ class TextStream(nn.Module):
         table = torch.cat([self.missing.to(features.dtype).unsqueeze(0), features], dim=0)
         b, c, s = index.shape
         slots = table[(index + 1).reshape(-1)].reshape(b, c, s, self.hidden_size)
-        real = (index >= 0).any(dim=2).to(slots.dtype)[:, :, None, None]  # padded candidates: all slots -1
-        mean = (slots * real).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp(min=1.0)
-        contrast = self.contrast_norm(slots - mean)
+        real = (index >= 0).any(dim=2)  # [B, C]; padded candidates: all slots -1
+        contrast = self.contrast_norm(_centred(slots, real))
         x = torch.cat([slots, contrast], dim=3).reshape(b, c, 2 * s * self.hidden_size)
         out = self.head(x).squeeze(-1)
         if self.match_head is not None:
             m = match.to(out.dtype)
-            m_mean = (m * real[..., 0]).sum(dim=1, keepdim=True) / real[..., 0].sum(dim=1, keepdim=True).clamp(min=1.0)
-            out = out + self.match_head(torch.cat([m, m - m_mean], dim=2)).squeeze(-1)
+            out = out + self.match_head(torch.cat([m, _centred(m, real)], dim=2)).squeeze(-1)
         return out
 
     def forward(self, tokens: dict[str, torch.Tensor], index: torch.Tensor, match: torch.Tensor | None = None) -> torch.Tensor:

@@ -80,6 +80,7 @@ def train_stream(
         train_loop_config={
             "stream": stream, "config": config, "epochs": epochs, "image_dim": image_dim,
             "stall_after_epoch": int(stall) if stall else None,
+            "stored_checkpoint": _newest_stored_checkpoint(model_root, stream, config),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker={"CPU": t.cpus_per_worker},
@@ -103,12 +104,58 @@ def train_stream(
     return TrainOutcome(stream, state, info.get("history", []), info.get("resumed_from_epoch"))
 
 
+def _newest_stored_checkpoint(model_root: str, stream: str, config: AmeliConfig) -> tuple[int, str, Any] | None:
+    """(epoch, storage path, filesystem) of the newest checkpoint of `stream` in storage, by its own
+    manifest. Ray Train resumes only from checkpoints it has registered; a run killed between a
+    checkpoint's upload and its registration would otherwise start over."""
+    import json
+
+    from ameli_ray.disambiguation.checkpoint import CHECKPOINT_MANIFEST
+
+    store = ObjectStore(config.s3)
+    newest: tuple[int, str] | None = None
+    for uri in store.list_files(join_uri(checkpoint_root(model_root), stream)):
+        if not uri.endswith("/" + CHECKPOINT_MANIFEST):
+            continue
+        try:
+            epoch = int(json.loads(store.read_text(uri))["epoch"])
+        except (ValueError, KeyError, TypeError):
+            continue  # not one of ours, or half written: the checksums would refuse it anyway
+        if newest is None or epoch > newest[0]:
+            newest = (epoch, uri.rsplit("/", 1)[0])
+    if newest is None:
+        return None
+    return (newest[0], *storage_for(newest[1], config))
+
+
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stored: tuple | None) -> dict | None:
+    """Loads the newer of Ray Train's registered checkpoint and the newest one in storage; returns
+    its manifest (None: nothing to resume from)."""
+    import ray.train
+
+    from ameli_ray.disambiguation.checkpoint import load_checkpoint
+    from ameli_ray.errors import ChecksumMismatch, InputFormatError
+
+    manifest = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            manifest = load_checkpoint(directory, model, optimizer)
+    if stored is not None and stored[0] > (int(manifest["epoch"]) if manifest else 0):
+        try:
+            with ray.train.Checkpoint(path=stored[1], filesystem=stored[2]).as_directory() as directory:
+                manifest = load_checkpoint(directory, model, optimizer)
+        except (ChecksumMismatch, InputFormatError, OSError):
+            pass  # an incomplete upload (a file missing or short): checksums are verified before any weight is loaded
+    return manifest
+
+
 def _train_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
     import ray.train.torch
 
-    from ameli_ray.disambiguation.checkpoint import load_checkpoint, save_checkpoint
+    from ameli_ray.disambiguation.checkpoint import save_checkpoint
     from ameli_ray.disambiguation.training import (
         build_optimizer, build_stream, image_step_loss, text_step_loss, unwrap,
     )
@@ -123,10 +170,8 @@ def _train_loop(loop_config: dict) -> None:
     model = build_stream(stream, config, loop_config["image_dim"], ObjectStore(config.s3))
     optimizer = build_optimizer(stream, model, t)
     start_epoch, history, resumed_from = 0, [], None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            manifest = load_checkpoint(directory, model, optimizer)
+    manifest = _resume(model, optimizer, loop_config.get("stored_checkpoint"))
+    if manifest is not None:
         start_epoch = resumed_from = int(manifest["epoch"])
         history = list(manifest.get("info", {}).get("history", []))
     device = ray.train.torch.get_device()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,20 @@ def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(ChecksumMismatch):
         load_checkpoint(tmp_path, other)
+
+
+def test_the_newest_stored_checkpoint_is_found_by_its_own_manifest(tmp_path):
+    """What a run killed between a checkpoint's upload and Ray Train's registering it resumes
+    from: the highest epoch among the manifests in storage, whatever Ray Train recorded."""
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.distributed.train import _newest_stored_checkpoint, checkpoint_root
+
+    model_root = str(tmp_path / "model")
+    stream_dir = Path(checkpoint_root(model_root)) / "text"
+    assert _newest_stored_checkpoint(model_root, "text", AmeliConfig()) is None
+    for name, body in (("checkpoint_a", '{"epoch": 1}'), ("checkpoint_b", '{"epoch": 2}'), ("checkpoint_c", "{half")):
+        (stream_dir / name).mkdir(parents=True)
+        (stream_dir / name / "checkpoint.json").write_text(body)
+    epoch, path, filesystem = _newest_stored_checkpoint(model_root, "text", AmeliConfig())
+    assert (epoch, path, filesystem) == (2, str(stream_dir / "checkpoint_b"), None)
+    assert _newest_stored_checkpoint(model_root, "image", AmeliConfig()) is None
