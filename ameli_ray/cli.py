@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ameli_ray.config import AmeliConfig
 from ameli_ray.errors import AmeliError
@@ -36,7 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+# Messages go to logs as often as to terminals: never hard-wrap them at the console's width (80
+# columns when stderr is not a terminal), or one error line becomes three and grep finds nothing.
+console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON config file")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)")]
@@ -215,16 +218,17 @@ def train(
 ) -> None:
     """Train both disambiguation streams with Ray Train and tune fusion on dev; writes a new
     model version under MODEL. Re-running after a crash resumes from the last checkpoint."""
-    from ameli_ray import workflows
     from ameli_ray.formats import read_mentions
+    from ameli_ray.runners import make_runner
     from ameli_ray.storage import ObjectStore
     from ameli_ray.training_run import train_model
 
     cfg = _config(config, set_)
     store = ObjectStore(cfg.s3)
     train_set, dev_set = read_mentions(train_mentions, store, images), read_mentions(dev_mentions, store, images)
-    with workflows.ray_session(cfg, _engine(engine)):  # type: ignore[arg-type]
-        outcome = train_model(cfg, kb, train_set, dev_set, model, engine=engine, say=_say)
+    runner = make_runner(_engine(engine))
+    with runner.session(cfg):
+        outcome = train_model(cfg, kb, train_set, dev_set, model, engine=runner, say=_say)
     _print_metrics({**outcome["fusion"]["dev"], "model": outcome["model"]}, "train: dev metrics of the tuned fusion")
 
 
@@ -264,11 +268,17 @@ def s3_server(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 900
             pass
 
 
+def error_line(exc: BaseException) -> Text:
+    """`error: <message>` as one line: the message is plain text (a path with brackets in it is
+    not rich markup) and its own line breaks are folded."""
+    return Text.assemble(("error:", "bold red"), " ", " ".join(str(exc).split("\n")))
+
+
 def main() -> None:
     try:
         app()
     except AmeliError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(error_line(exc), soft_wrap=True)
         sys.exit(2)
 
 

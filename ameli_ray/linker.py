@@ -4,6 +4,8 @@ batch and (later) a Serve request, so quality measured offline is quality served
 It is split in two halves because they want different hardware and state: `MentionEncoder`
 holds the encoders (GPU-friendly, no KB), `Linker` holds the KB and its indexes (memory, CPU).
 Ray Data runs them as two actor pools; in-process they are simply called one after the other.
+`load_linker` is the one place they are assembled over a KB (with the compatibility checks and
+the disambiguation model): no runner builds its own.
 """
 
 from __future__ import annotations
@@ -71,20 +73,24 @@ def embed_mention_texts(mentions: list[Mention], encoder: TextEncoder) -> np.nda
     return encoder.encode([m.text for m in mentions])
 
 
-def check_compatible(manifest: KBManifest, config: AmeliConfig, encoder: "MentionEncoder | None" = None) -> None:
+def check_compatible(manifest: KBManifest, config: AmeliConfig, text: TextEncoder | None = None,
+                     image: ImageEncoder | None = None) -> None:
     """The mention encoders must embed into the KB's spaces; say which differs if not.
 
-    Without an encoder at hand (the Ray driver) the configured model ids are compared; with one,
-    also the text dimension and the image weights' fingerprint.
+    The configured model ids are always compared; where an encoder is at hand (every process that
+    embeds mentions: in-process, a Ray Data embedding actor, a Serve replica), also the text
+    dimension and the image weights' fingerprint, which catches a `pretrained` checkpoint that
+    changed under the same name.
     """
     m = manifest
     text_model = config.text_encoder.model
     image_model = ImageEncoder.model_id_for(config.image_encoder)
     problems = []
-    if m.text_model != text_model or (encoder is not None and m.text_dim != encoder.text.dim):
-        problems.append(f"text encoder {m.text_model!r} (dim {m.text_dim}), the linker has {text_model!r}")
-    if m.image_model != image_model or (encoder is not None and m.image_fingerprint != encoder.image.fingerprint):
-        fp = f", weights {encoder.image.fingerprint}" if encoder is not None else ""
+    if m.text_model != text_model or (text is not None and m.text_dim != text.dim):
+        dim = f" (dim {text.dim})" if text is not None else ""
+        problems.append(f"text encoder {m.text_model!r} (dim {m.text_dim}), the linker has {text_model!r}{dim}")
+    if m.image_model != image_model or (image is not None and m.image_fingerprint != image.fingerprint):
+        fp = f", weights {image.fingerprint}" if image is not None else ""
         problems.append(
             f"image encoder {m.image_model!r} (weights {m.image_fingerprint}), the linker has {image_model!r}{fp}"
         )
@@ -126,7 +132,6 @@ class Linker:
             results.append(
                 LinkResult(
                     mention_id=enc.mention.id,
-                    # disambiguation and the "no match" threshold come with issue 4
                     entity_id=best.entity_id if best else NIL_ENTITY,
                     score=best.score if best else -math.inf,
                     candidates=cands,
@@ -172,14 +177,73 @@ def evidence_of(enc: EncodedMention) -> "MentionEvidence":
     return MentionEvidence(enc.mention, [a.key for a in enc.query.attributes], enc.query.image_emb)
 
 
-def make_disambiguator(kb: KnowledgeBase, config: AmeliConfig, store: ObjectStore, device: str = "cpu") -> "Disambiguator | None":
-    """The configured disambiguation model over this KB, or None when none is configured."""
-    if not config.disambiguation.model:
-        return None
-    from ameli_ray.disambiguation.model import Disambiguator, load_model
+@dataclass
+class LoadedLinker:
+    """A linker assembled over one KB version by `load_linker`: what every runner, the training
+    retrieval, the ablations and a Serve replica hold. `encoder` is None where mentions arrive
+    already embedded (a Ray Data retrieval actor)."""
 
-    model = load_model(config.disambiguation.model, store, config.disambiguation, device)
-    return Disambiguator(model, kb, config.disambiguation)
+    kb: KnowledgeBase
+    linker: Linker
+    encoder: MentionEncoder | None
+    config: AmeliConfig
+
+    @property
+    def disambiguator(self) -> "Disambiguator | None":
+        return self.linker.disambiguator
+
+    def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
+        """Text, photos and OCR of each mention, in batches of `text_stage.batch_size`."""
+        if self.encoder is None:
+            raise ConfigError("this linker was loaded without mention encoders")
+        step = self.config.text_stage.batch_size
+        return [e for i in range(0, len(mentions), step) for e in self.encoder.encode(mentions[i : i + step])]
+
+    def link(self, mentions: list[Mention]) -> list[LinkResult]:
+        return self.linker.link(self.encode(mentions))
+
+    def retrieve(self, mentions: list[Mention]) -> list[tuple[LinkResult, "MentionEvidence"]]:
+        """Candidates (retrieval + attribute filter, no disambiguation) and the evidence that
+        disambiguation and training read, per mention in the order given."""
+        encoded = self.encode(mentions)
+        return list(zip(self.linker.retrieve(encoded), map(evidence_of, encoded)))
+
+    def variant(self, config: AmeliConfig | None = None, *, gold_candidates: bool = False) -> Linker:
+        """Another linker over the same KB and disambiguator (an ablation: other attribute
+        sources, gold candidates), without loading anything again."""
+        return Linker(self.kb, config or self.config, self.disambiguator, gold_candidates=gold_candidates)
+
+
+def load_linker(
+    config: AmeliConfig, kb: "str | KnowledgeBase", store: ObjectStore | None = None, *, encoder: bool = True,
+    disambiguation: bool = True, device: str = "cpu",
+    text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
+) -> LoadedLinker:
+    """The one place a linker is assembled: the KB (a URI, read and verified, or one already in
+    memory), the mention encoders (`encoder`), retrieval and the attribute filter, and the
+    configured disambiguation model (`disambiguation`; none when `disambiguation.model` is unset).
+    The encoders and the model are checked against the KB: same text model and dimension, same
+    image weights; a model whose adapter was trained on another image tower is refused."""
+    store = store or ObjectStore(config.s3)
+    if isinstance(kb, str):
+        from ameli_ray.kb.assets import load_kb, read_manifest
+
+        _, manifest = read_manifest(kb, store)
+        check_compatible(manifest, config)  # before the KB's files are read: the mistake is in the config
+        kb = load_kb(kb, store, config.index)
+    mention_encoder = None
+    if encoder:
+        mention_encoder = MentionEncoder(config, store, text_encoder, image_encoder)
+        check_compatible(kb.manifest, config, mention_encoder.text, mention_encoder.image)
+    else:
+        check_compatible(kb.manifest, config)
+    disambiguator = None
+    if disambiguation and config.disambiguation.model:
+        from ameli_ray.disambiguation.model import Disambiguator, load_model
+
+        model = load_model(config.disambiguation.model, store, config.disambiguation, device)
+        disambiguator = Disambiguator(model, kb, config.disambiguation)
+    return LoadedLinker(kb, Linker(kb, config, disambiguator), mention_encoder, config)
 
 
 # channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)

@@ -16,7 +16,9 @@ import numpy as np
 from ameli_ray.config import AmeliConfig
 from ameli_ray.disambiguation.model import MentionEvidence
 from ameli_ray.errors import InputFormatError
-from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb
+from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb, read_manifest
+from ameli_ray.linker import check_compatible
+from ameli_ray.runners import Engine, Runner, make_runner
 from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
 from ameli_ray.storage import ObjectStore
 
@@ -29,26 +31,14 @@ class Retrieved:
     evidence: MentionEvidence
 
 
-def retrieve(config: AmeliConfig, kb: KnowledgeBase, kb_uri: str, mentions: list[Mention], engine: str) -> list[Retrieved]:
-    """Candidates and evidence of each mention, in the order given (no disambiguation model).
-    `kb` is the loaded `kb_uri`: the in-process runner uses it, Ray actors load their own."""
-    if not mentions:
-        return []
-    config = config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": None})})
-    if engine == "ray":
-        from ameli_ray.distributed.data import retrieve_with_ray
+def retrieve(config: AmeliConfig, kb_uri: str, mentions: list[Mention], engine: "Engine | Runner") -> list[Retrieved]:
+    """Candidates and evidence of each mention, in the order given (no disambiguation model)."""
+    return [Retrieved(r, e) for r, e in make_runner(engine).retrieve(config, kb_uri, mentions)]
 
-        by_id = {e.mention.id: Retrieved(r, e) for r, e in retrieve_with_ray(mentions, kb_uri, config, kb.manifest.image_dim)}
-        return [by_id[m.id] for m in mentions]
-    from ameli_ray.linker import Linker, MentionEncoder, evidence_of
 
-    encoder, linker = MentionEncoder(config, ObjectStore(config.s3)), Linker(kb, config)
-    out: list[Retrieved] = []
-    step = config.text_stage.batch_size
-    for start in range(0, len(mentions), step):
-        encoded = encoder.encode(mentions[start : start + step])
-        out.extend(Retrieved(r, evidence_of(e)) for r, e in zip(linker.retrieve(encoded), encoded))
-    return out
+def with_model(config: AmeliConfig, model_uri: str) -> AmeliConfig:
+    """The configuration that links with the disambiguation model at `model_uri`."""
+    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": model_uri})})
 
 
 def _cap(mentions: list[Mention], limit: int | None) -> list[Mention]:
@@ -111,20 +101,18 @@ def dev_stream_scores(disambiguator, retrieved: list[Retrieved]):
 
 def train_model(
     config: AmeliConfig, kb_uri: str, train_mentions: list[Mention], dev_mentions: list[Mention], model_uri: str,
-    *, engine: str = "ray", say: Say = lambda _: None,
+    *, engine: "Engine | Runner" = "ray", say: Say = lambda _: None,
 ) -> dict:
     """Trains both streams and the fusion; writes a new model version under `model_uri` and
     returns what happened (version URI, per-epoch history, dev metrics, throughput)."""
-    from ameli_ray.disambiguation.model import Disambiguator, DisambiguationModel, new_manifest, update_fusion, write_model
+    from ameli_ray.disambiguation.model import new_manifest, update_fusion, write_model
+    from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.distributed.train import checkpoint_root
     from ameli_ray.fusion import FusionModel, fit_fusion
+    from ameli_ray.linker import load_linker
 
     if not any(m.gold_entity_id for m in train_mentions):
         raise InputFormatError("the training mentions carry no gold entities: nothing to train on")
-    from ameli_ray.kb.assets import read_manifest
-    from ameli_ray.linker import check_compatible
-    from ameli_ray.workflows import ray_session
-
     store = ObjectStore(config.s3)
     kb_uri, manifest = read_manifest(kb_uri, store)  # one version throughout, even if LATEST moves
     check_compatible(manifest, config)
@@ -133,13 +121,13 @@ def train_model(
     train_mentions = _cap(train_mentions, config.train.max_train_mentions)
     say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
     # one pass for both (one set of actors, one encoder)
-    items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine)
+    items = retrieve(config, kb_uri, train_mentions + dev_mentions, engine)
     train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
     retrieve_seconds = time.perf_counter() - started
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
                     "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers}
 
-    with ray_session(config, "ray"):  # Ray Train needs Ray even when retrieval ran in-process
+    with ray_session(config.ray):  # Ray Train needs Ray even when retrieval ran in-process
         text, image = _train_streams(config, kb, store, train_items, model_uri, record, say)
     if text is None and image is None:
         raise InputFormatError("no stream could be trained: no usable training examples (or zero epochs)")
@@ -149,7 +137,9 @@ def train_model(
     manifest = new_manifest("disambiguation", kb, config.disambiguation, provisional, text=text is not None, image=image is not None)
     # streams first (not yet LATEST), fusion once tuned on dev
     version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False)
-    disambiguator = Disambiguator(DisambiguationModel(manifest, text, image), kb, config.disambiguation)
+    # dev is scored by the model as written and read back, through the factory every linker
+    # uses: what fusion is tuned on is what `link` and Serve will run
+    disambiguator = load_linker(with_model(config, version_uri), kb, store, encoder=False).disambiguator
     tuned = time.perf_counter()
     scores, gold_index, is_nil = dev_stream_scores(disambiguator, dev_items)
     fusion = fit_fusion(scores, gold_index, is_nil, config.disambiguation.fusion,

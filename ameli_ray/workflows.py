@@ -1,18 +1,17 @@
 """The verbs of ameli-ray (build a KB, link a corpus, evaluate, the demo), shared by the CLI and
-the Ray job entrypoints. Each is a short composition of the core modules and one runner:
-`ray` (Ray Data actor pools, the default) or `local` (in-process, for small runs and tests).
+the Ray job entrypoints. Each is a short composition of the core modules and one runner
+(`ameli_ray.runners`), chosen once from `engine`: `ray` (Ray Data actor pools, the default) or
+`local` (in-process, for small runs and tests).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,12 +20,14 @@ from ameli_ray.config import AmeliConfig
 from ameli_ray.errors import InputFormatError
 from ameli_ray.evaluation import linking_metrics
 from ameli_ray.formats import read_entities, read_mentions
-from ameli_ray.kb.assets import KnowledgeBase, load_kb, write_kb
+from ameli_ray.kb.assets import KnowledgeBase, read_manifest, write_kb
+from ameli_ray.linker import check_compatible
+from ameli_ray.runners import Engine, Runner, make_runner
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
+from ameli_ray.training_run import with_model
 
-Engine = Literal["ray", "local"]
 REJECTED = "_rejected.jsonl"
 Say = Callable[[str], None]
 
@@ -35,30 +36,9 @@ def _quiet(_: str) -> None:
     pass
 
 
-@contextlib.contextmanager
-def ray_session(config: AmeliConfig, engine: Engine) -> Iterator[None]:
-    """Starts (and afterwards stops) a local Ray for the `ray` engine, or joins a configured
-    cluster; inside an open session it does nothing, so `evaluate` and `demo` keep one Ray for
-    all their steps while `build_kb` and `link` alone start Ray only after their input is read."""
-    if engine != "ray":
-        yield
-        return
-    from ameli_ray.distributed.runtime import start_ray, stop_ray
-
-    import ray
-
-    owned = not ray.is_initialized()
-    start_ray(config.ray)
-    try:
-        yield
-    finally:
-        if owned:
-            stop_ray()
-
-
 def build_kb(
     config: AmeliConfig, entities_uri: str, kb_uri: str, *, images_uri: str | None = None,
-    name: str | None = None, engine: Engine = "ray", version: str | None = None, say: Say = _quiet,
+    name: str | None = None, engine: Engine | Runner = "ray", version: str | None = None, say: Say = _quiet,
 ) -> tuple[str, KnowledgeBase, dict]:
     """Reads entities, embeds them, indexes them and writes a new KB version under `kb_uri`."""
     store = ObjectStore(config.s3)
@@ -68,15 +48,7 @@ def build_kb(
     say(f"read {len(entities)} entities from {entities_uri}")
     name = name or Path(kb_uri.rstrip("/")).name or "kb"
     start = time.perf_counter()
-    if engine == "ray":
-        from ameli_ray.distributed.data import build_kb_with_ray
-
-        with ray_session(config, engine):
-            kb, errors = build_kb_with_ray(entities, config, name)
-    else:
-        from ameli_ray.kb.build import build_kb_in_process
-
-        kb, errors = build_kb_in_process(entities, config, store, name)
+    kb, errors = make_runner(engine).build_kb(config, entities, name)
     seconds = time.perf_counter() - start
     version_uri = write_kb(kb, kb_uri, store, version)
     problems = [e for errs in errors for e in errs]
@@ -104,15 +76,12 @@ class LinkRun:
 
 def link(
     config: AmeliConfig, kb_uri: str, mentions_uri: str, out_uri: str, *, images_uri: str | None = None,
-    engine: Engine = "ray", say: Say = _quiet,
+    engine: Engine | Runner = "ray", say: Say = _quiet,
 ) -> LinkRun:
     """Links every mention and writes parquet (answer, top-K candidates, per-channel scores)."""
     store = ObjectStore(config.s3)
-    from ameli_ray.kb.assets import read_manifest
-    from ameli_ray.linker import check_compatible
-
     kb_version_uri, manifest = read_manifest(kb_uri, store)
-    check_compatible(manifest, config)
+    check_compatible(manifest, config)  # before the corpus is read: the mistake is in the config
     rejected: list[str] = []
     mentions = read_mentions(mentions_uri, store, images_uri, rejected)
     say(f"read {len(mentions)} mentions from {mentions_uri}; KB {kb_version_uri}")
@@ -121,7 +90,7 @@ def link(
 
 def link_mentions(
     config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, *, rejected: list[str] | None = None,
-    engine: Engine = "ray", say: Say = _quiet,
+    engine: Engine | Runner = "ray", say: Say = _quiet,
 ) -> LinkRun:
     """`link` over records already read (`evaluate` links a held-out part of a corpus)."""
     store = ObjectStore(config.s3)
@@ -133,35 +102,12 @@ def link_mentions(
         store.write_text(join_uri(out_uri, REJECTED), "".join(json.dumps({"error": r}) + "\n" for r in rejected))
         say(f"[yellow]{len(rejected)} records rejected[/] (see {join_uri(out_uri, REJECTED)}), e.g. {rejected[0]}")
     start = time.perf_counter()
-    if engine == "ray":
-        from ameli_ray.distributed.data import link_with_ray
-
-        with ray_session(config, engine):
-            link_with_ray(mentions, kb_uri, out_uri, config, store)
-    else:
-        _link_in_process(mentions, kb_uri, out_uri, config, store)
+    make_runner(engine).link(config, kb_uri, mentions, out_uri)
     seconds = time.perf_counter() - start
     stats = {"n_mentions": len(mentions), "n_rejected": len(rejected), "seconds": round(seconds, 2),
              "mentions_per_s": round(len(mentions) / seconds, 1) if mentions else 0.0}
     say(f"linked {len(mentions)} mentions into {out_uri} ({stats['mentions_per_s']} mentions/s)")
     return LinkRun(stats, {m.id: m.gold_attributes for m in mentions if m.gold_attributes})
-
-
-def _link_in_process(mentions, kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> None:
-    from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row, make_disambiguator
-
-    kb = load_kb(kb_uri, store, config.index)
-    encoder = MentionEncoder(config, store)
-    check_compatible(kb.manifest, config, encoder)
-    linker = Linker(kb, config, make_disambiguator(kb, config, store))
-    rows = []
-    batch = config.text_stage.batch_size
-    for start in range(0, len(mentions), batch):
-        rows.extend(link_result_row(r) for r in linker.link(encoder.encode(mentions[start : start + batch])))
-    buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA), buf)
-    store.ensure_bucket(out_uri)
-    store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
 
 
 def read_link_results(out_uri: str, store: ObjectStore) -> pa.Table:
@@ -192,7 +138,7 @@ def split_mentions(mentions: list[Mention], dev_share: float = 0.2, test_share: 
 def evaluate(
     config: AmeliConfig, entities_uri: str, mentions_uri: str, workdir: str, *, images_uri: str | None = None,
     train_mentions_uri: str | None = None, dev_mentions_uri: str | None = None, ablations: bool = True,
-    train: bool = True, engine: Engine = "ray", say: Say = _quiet,
+    train: bool = True, engine: Engine | Runner = "ray", say: Say = _quiet,
 ) -> dict:
     """Builds a KB, trains the disambiguation model (unless `disambiguation.model` names one),
     links the evaluation mentions with the full pipeline, scores them; writes workdir/metrics.json.
@@ -220,7 +166,8 @@ def evaluate(
         scored = mentions
         scored_note = {"mentions": f"all of {mentions_uri}"}
     scored_note["mention_ids"] = [m.id for m in scored]
-    with ray_session(config, engine):
+    engine = make_runner(engine)
+    with engine.session(config):
         version_uri, _, build_stats = build_kb(
             config, entities_uri, str(workdir_path / "kb"), images_uri=entity_images, engine=engine, say=say
         )
@@ -239,13 +186,9 @@ def evaluate(
     return metrics
 
 
-def with_model(config: AmeliConfig, model_uri: str) -> AmeliConfig:
-    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": model_uri})})
-
-
 def link_and_score(
     config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, build_stats: dict, *,
-    rejected: list[str] | None = None, engine: Engine = "ray", say: Say = _quiet, ablations: bool = True,
+    rejected: list[str] | None = None, engine: Engine | Runner = "ray", say: Say = _quiet, ablations: bool = True,
 ) -> dict:
     """Links with the full pipeline and scores; with `ablations`, also the paper's rows."""
     store = ObjectStore(config.s3)
@@ -310,7 +253,7 @@ def demo_profile(config: AmeliConfig) -> AmeliConfig:
 
 
 def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int = 0,
-         engine: Engine = "ray", say: Say = _quiet, progress=None, ablations: bool = True) -> dict:
+         engine: Engine | Runner = "ray", say: Say = _quiet, progress=None, ablations: bool = True) -> dict:
     """The main job on the embedded default: catalogue -> local S3 -> KB -> training (Ray Train)
     -> link the test split with the full pipeline -> metrics and ablations."""
     from ameli_ray.catalog import generate_catalog
@@ -329,7 +272,8 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
         n_files = store.upload_dir(catalog_dir, f"{bucket}/catalog")
         say(f"uploaded {n_files} catalogue files to {bucket}/catalog")
         split = {name: read_mentions(f"{bucket}/catalog/mentions_{name}.json", store) for name in ("train", "dev", "test")}
-        with ray_session(config, engine):
+        engine = make_runner(engine)
+        with engine.session(config):
             version_uri, _, build_stats = build_kb(
                 config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
             )

@@ -31,7 +31,7 @@ from ameli_ray.evaluation.attributes import attribute_prf
 from ameli_ray.formats import convert_em, read_entities, read_mentions
 from ameli_ray.kb.assets import load_kb, write_kb
 from ameli_ray.kb.build import build_kb_in_process
-from ameli_ray.linker import Linker, MentionEncoder, link_result_row
+from ameli_ray.linker import link_result_row, load_linker
 from ameli_ray.storage import ObjectStore
 
 DEFAULT_EM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "em"
@@ -65,14 +65,15 @@ def run(name: str, entities_uri: str, mentions_uri: str, workdir: Path, console:
     kb = kb_for(name, entities_uri, workdir, config, store, console)
     mentions = read_mentions(mentions_uri, store)
     start = time.perf_counter()
-    encoded = MentionEncoder(config, store).encode(mentions)
+    loaded = load_linker(config, kb, store, disambiguation=False)
+    encoded = loaded.encoder.encode(mentions)
     console.print(f"  encoded {len(mentions)} mentions (text, photos, OCR) in {time.perf_counter() - start:.0f}s")
     gold_attrs = [m.gold_attributes for m in mentions]
     rows = []
     for label, overrides in ROWS.items():
         cfg = AmeliConfig.load(None, overrides)
         start = time.perf_counter()
-        results = Linker(kb, cfg).link(encoded)
+        results = loaded.variant(cfg).link(encoded)
         seconds = time.perf_counter() - start
         metrics = linking_metrics([link_result_row(r) for r in results])
         prf = None

@@ -54,10 +54,11 @@ def kb_uri_for(name: str, entities_uri: str, workdir: Path, config: AmeliConfig,
 
 def run_dataset(name: str, kb_uri: str, build_stats: dict, train, dev, test, workdir: Path, config: AmeliConfig, console) -> dict:
     from ameli_ray.training_run import train_model
-    from ameli_ray.workflows import link_and_score, ray_session, with_model
+    from ameli_ray.distributed.runtime import ray_session
+    from ameli_ray.workflows import link_and_score, with_model
 
     console.print(f"  train {len(train)} / dev {len(dev)} / test {len(test)} mentions")
-    with ray_session(config, "ray"):
+    with ray_session(config.ray):
         started = time.perf_counter()
         outcome = train_model(config, kb_uri, train, dev, str(workdir / name / "model"), engine="local", say=console.print)
         train_seconds = time.perf_counter() - started

@@ -108,13 +108,13 @@ def inference_table(config: AmeliConfig, kb, mentions, device: str) -> Table:
     from ameli_ray.disambiguation.model import Disambiguator, DisambiguationModel, new_manifest
     from ameli_ray.disambiguation.training import build_stream
     from ameli_ray.fusion import FusionModel
-    from ameli_ray.linker import Linker, MentionEncoder, evidence_of
+    from ameli_ray.linker import evidence_of, load_linker
     from ameli_ray.disambiguation import statements
 
     store = ObjectStore(config.s3)
-    encoder, linker = MentionEncoder(config, store), Linker(kb, config)
-    encoded = encoder.encode(mentions)
-    results = linker.retrieve(encoded)
+    loaded = load_linker(config, kb, store, disambiguation=False)
+    encoded = loaded.encoder.encode(mentions)
+    results = loaded.linker.retrieve(encoded)
     evidence = [evidence_of(e) for e in encoded]
     text = build_stream("text", config, store=store).to(device).eval()
     image = build_stream("image", config, image_dim=kb.image_emb.shape[1]).eval()

@@ -28,7 +28,7 @@ from rich.table import Table
 from ameli_ray.config import AmeliConfig
 from ameli_ray.formats import convert_em, read_entities, read_mentions
 from ameli_ray.kb.build import build_kb_in_process
-from ameli_ray.linker import Linker, MentionEncoder
+from ameli_ray.linker import load_linker
 from ameli_ray.storage import ObjectStore
 
 KS = (1, 10, 100)
@@ -69,10 +69,10 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     start = time.perf_counter()
     kb, _ = build_kb_in_process(entities, config, store, name)
     build_s = time.perf_counter() - start
-    encoder = MentionEncoder(config, store)
+    loaded = load_linker(config, kb, store, disambiguation=False)
     start = time.perf_counter()
-    encoded = encoder.encode(mentions)
-    results = Linker(kb, config).link(encoded)
+    encoded = loaded.encoder.encode(mentions)
+    results = loaded.linker.link(encoded)
     link_s = time.perf_counter() - start
     default_recall = recall([[c.entity_id for c in r.candidates] for r in results], gold)
 
@@ -82,7 +82,7 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     }
     for label, overrides in mixes.items():
         cfg = AmeliConfig.load(None, overrides)
-        res = Linker(kb, cfg).link(encoded)
+        res = loaded.variant(cfg).link(encoded)
         rows.append((name, label, recall([[c.entity_id for c in r.candidates] for r in res], gold), None))
     rows.append((name, "ameli-ray default (text + BM25)", default_recall, None))
     throughput = {

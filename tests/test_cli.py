@@ -93,6 +93,19 @@ def test_malformed_and_truncated_entities_file(tmp_path):
         assert time.monotonic() - start < 30
 
 
+def test_errors_are_one_unwrapped_line_whatever_the_width(tmp_path):
+    """Logs are not terminals: rich would wrap at 80 columns (or $COLUMNS) and split the message."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 6) / "[not-markup]"
+    deep.mkdir(parents=True)
+    path = deep / "truncated.json"
+    path.write_text('[{"id": 1, "product_name": "A"}, {"id": 2, "product_na')
+    out = run_cli("build-kb", "--entities", str(path), "--kb", str(tmp_path / "kb"), "--engine", "local",
+                  env={"COLUMNS": "20"}, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert str(path) in line and "not valid JSON" in line
+
+
 def test_unreachable_s3_endpoint_fails_fast(tmp_path):
     start = time.monotonic()
     out = run_cli("build-kb", "--entities", "s3://bucket/entities.json", "--kb", "s3://bucket/kb",

@@ -3,7 +3,7 @@ import pytest
 from ameli_ray.config import AmeliConfig
 from ameli_ray.errors import ConfigError
 from ameli_ray.formats import read_mentions
-from ameli_ray.linker import Linker, MentionEncoder, check_compatible, link_result_row
+from ameli_ray.linker import check_compatible, link_result_row, load_linker
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
 from ameli_ray.storage import ObjectStore
 
@@ -12,10 +12,9 @@ pytestmark = pytest.mark.slow  # real encoders
 
 def test_links_toy_reviews_with_text_and_photos(toy_kb, toy_dir, default_config, encoders):
     store = ObjectStore()
-    encoder = MentionEncoder(default_config, store, *encoders)
-    check_compatible(toy_kb.manifest, default_config, encoder)
+    loaded = load_linker(default_config, toy_kb, store, text_encoder=encoders[0], image_encoder=encoders[1])
     mentions = read_mentions(str(toy_dir / "mentions.json"), store)
-    results = Linker(toy_kb, default_config).link(encoder.encode(mentions))
+    results = loaded.link(mentions)
     assert [r.mention_id for r in results] == [m.id for m in mentions]
     # the photo's colour and the stated capacity single out the product: all six right
     assert sum(r.entity_id == r.gold_entity_id for r in results) == len(results)
@@ -27,13 +26,12 @@ def test_links_toy_reviews_with_text_and_photos(toy_kb, toy_dir, default_config,
 
 
 def test_missing_photo_is_a_per_record_error_not_a_failure(toy_kb, toy_dir, default_config, encoders):
-    store = ObjectStore()
-    encoder = MentionEncoder(default_config, store, *encoders)
+    loaded = load_linker(default_config, toy_kb, ObjectStore(), text_encoder=encoders[0], image_encoder=encoders[1])
     mention = Mention(id="m", text="Aero X2 256GB", image_uris=[str(toy_dir / "gone.png"), str(toy_dir / "product_images" / "1.png")])
-    (encoded,) = encoder.encode([mention])
+    (encoded,) = loaded.encode([mention])
     assert encoded.errors == [f"image not found: {toy_dir / 'gone.png'}"]
     assert len(encoded.query.image_emb) == 1  # the readable photo is still used
-    (result,) = Linker(toy_kb, default_config).link([encoded])
+    (result,) = loaded.linker.link([encoded])
     assert result.errors == encoded.errors and result.entity_id
 
 
@@ -44,3 +42,32 @@ def test_encoder_mismatch_is_explained(toy_kb):
     other = AmeliConfig.load(None, ["text_encoder.model=sentence-transformers/all-mpnet-base-v2"])
     with pytest.raises(ConfigError, match="all-mpnet-base-v2"):
         check_compatible(toy_kb.manifest, other)
+
+
+def test_load_linker_checks_the_image_weights_not_just_the_name(toy_kb, default_config, encoders):
+    """A `pretrained` checkpoint replaced under the same name embeds into another space: the
+    factory refuses it wherever an encoder meets the KB (in-process, Ray actors, Serve replicas)."""
+    import copy
+
+    text, image = encoders
+    changed = copy.copy(image)
+    changed.fingerprint = "0123456789ab"
+    with pytest.raises(ConfigError, match="0123456789ab"):
+        load_linker(default_config, toy_kb, ObjectStore(), text_encoder=text, image_encoder=changed)
+    # without encoders (a retrieval actor: mentions arrive embedded) the names are still compared
+    loaded = load_linker(default_config, toy_kb, ObjectStore(), encoder=False)
+    assert loaded.encoder is None and loaded.disambiguator is None
+    with pytest.raises(ConfigError, match="without mention encoders"):
+        loaded.encode([Mention(id="m", text="x")])
+
+
+def test_load_linker_reads_and_verifies_a_kb_uri(toy_kb, default_config, tmp_path):
+    from ameli_ray.kb.assets import write_kb
+
+    store = ObjectStore()
+    version_uri = write_kb(toy_kb, str(tmp_path / "kb"), store)
+    loaded = load_linker(default_config, str(tmp_path / "kb"), store, encoder=False)
+    assert loaded.kb.manifest.version == toy_kb.manifest.version and len(loaded.kb.entities) == len(toy_kb.entities)
+    other = AmeliConfig.load(None, ["image_encoder.seed=7"])
+    with pytest.raises(ConfigError, match="random-seed7"):
+        load_linker(other, version_uri, store, encoder=False)

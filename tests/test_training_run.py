@@ -21,7 +21,8 @@ def trained(tmp_path_factory, s3_settings):
     from ameli_ray.formats import read_mentions
     from ameli_ray.storage import ObjectStore
     from ameli_ray.training_run import train_model
-    from ameli_ray.workflows import build_kb, ray_session
+    from ameli_ray.distributed.runtime import ray_session
+    from ameli_ray.workflows import build_kb
 
     root = tmp_path_factory.mktemp("train")
     generate_catalog(root / "catalog", n_products=30, seed=5)
@@ -29,7 +30,7 @@ def trained(tmp_path_factory, s3_settings):
     store = ObjectStore(s3_settings)
     store.ensure_bucket("s3://train-run")
     split = {s: read_mentions(str(root / "catalog" / f"mentions_{s}.json"), store) for s in ("train", "dev", "test")}
-    with ray_session(config, "ray"):
+    with ray_session(config.ray):
         kb_uri, _, _ = build_kb(config, str(root / "catalog" / "entities.json"), "s3://train-run/kb", engine="local")
         outcome = train_model(config, kb_uri, split["train"], split["dev"], "s3://train-run/model", engine="local")
     return config, store, kb_uri, outcome, split

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ameli_ray.config import AmeliConfig
 from ameli_ray.distributed.runtime import actor_options, set_threads
-from ameli_ray.kb.assets import KnowledgeBase, assemble_kb, load_kb
+from ameli_ray.kb.assets import KBManifest, KnowledgeBase, assemble_kb, read_manifest
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Entity, Mention
 from ameli_ray.storage import ObjectStore
 
@@ -27,14 +27,19 @@ def _records(batch: pa.Table, kind: str) -> list[Entity] | list[Mention]:
 
 
 class TextEmbedStage:
-    """Text embeddings of entities (name, attributes, description) or mentions (review text)."""
+    """Text embeddings of entities (name, attributes, description) or mentions (review text).
+    Mentions are embedded for a KB (`kb_manifest`): the encoder is checked against it here, where
+    it is loaded, as `load_linker` checks it in-process."""
 
-    def __init__(self, config: AmeliConfig, kind: str):
+    def __init__(self, config: AmeliConfig, kind: str, kb_manifest: KBManifest | None = None):
         from ameli_ray.encoders import TextEncoder
+        from ameli_ray.linker import check_compatible
 
         set_threads(config.text_stage)
         self.kind = kind
         self.encoder = TextEncoder(config.text_encoder, ObjectStore(config.s3))
+        if kb_manifest is not None:
+            check_compatible(kb_manifest, config, text=self.encoder)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         records = _records(batch, self.kind)
@@ -45,14 +50,17 @@ class TextEmbedStage:
 class ImageEmbedStage:
     """Image embeddings of each record's pictures, flattened, and the errors of unusable ones."""
 
-    def __init__(self, config: AmeliConfig, kind: str):
+    def __init__(self, config: AmeliConfig, kind: str, kb_manifest: KBManifest | None = None):
         from ameli_ray.encoders import ImageEncoder
+        from ameli_ray.linker import check_compatible
 
         set_threads(config.image_stage)
         self.kind = kind
         self.config = config
         self.store = ObjectStore(config.s3)
         self.encoder = ImageEncoder(config.image_encoder, self.store)
+        if kb_manifest is not None:
+            check_compatible(kb_manifest, config, image=self.encoder)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ameli_ray.encoders.image import embed_image_lists, split_by_owner
@@ -104,9 +112,9 @@ def _ocr_wanted(kind: str, config: AmeliConfig) -> bool:
     return wants_mention_ocr(config) if kind == "mention" else wants_entity_ocr(config)
 
 
-def _embedded(records: list, kind: str, config: AmeliConfig):
+def _embedded(records: list, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
     """A dataset of records with text_emb, image_emb and errors columns (and ocr, ocr_errors
-    when OCR runs for this kind of record)."""
+    when OCR runs for this kind of record). Mentions are embedded for the KB of `kb_manifest`."""
     import ray
 
     rows = [{"row": i, "record": r.model_dump_json()} for i, r in enumerate(records)]
@@ -114,9 +122,10 @@ def _embedded(records: list, kind: str, config: AmeliConfig):
     ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
     if _ocr_wanted(kind, config):
         ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
+    embed = {**kwargs, "kb_manifest": kb_manifest}
     return ds.map_batches(
-        TextEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.text_stage)
-    ).map_batches(ImageEmbedStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.image_stage))
+        TextEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.text_stage)
+    ).map_batches(ImageEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.image_stage))
 
 
 def _ocr_of(batch: pa.Table) -> tuple[list[list[tuple[str, float]]], list[list[str]]]:
@@ -172,11 +181,12 @@ class RetrieveStage:
     features stay in the output, for the disambiguation stage or for building training examples."""
 
     def __init__(self, config: AmeliConfig, kb_uri: str, keep_evidence: bool = False):
-        from ameli_ray.linker import Linker
+        from ameli_ray.linker import load_linker
 
         set_threads(config.retrieve_stage)
-        self.kb = load_kb(kb_uri, ObjectStore(config.s3), config.index)
-        self.linker = Linker(self.kb, config)
+        # mentions arrive embedded (the embedding stages checked their encoders against the KB)
+        loaded = load_linker(config, kb_uri, encoder=False, disambiguation=False)
+        self.kb, self.linker = loaded.kb, loaded.linker
         self.keep_evidence = keep_evidence
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -206,14 +216,13 @@ class DisambiguateStage:
     Its own actor pool: the cross-encoder is the part that wants a GPU."""
 
     def __init__(self, config: AmeliConfig, kb_uri: str):
-        from ameli_ray.linker import make_disambiguator
         from ameli_ray.encoders.text import pick_device
+        from ameli_ray.linker import load_linker
 
         set_threads(config.disambiguate_stage)
-        store = ObjectStore(config.s3)
-        self.kb = load_kb(kb_uri, store, config.index)
         device = pick_device(None) if config.disambiguate_stage.num_gpus else "cpu"
-        self.disambiguator = make_disambiguator(self.kb, config, store, device)
+        loaded = load_linker(config, kb_uri, encoder=False, device=device)
+        self.kb, self.disambiguator = loaded.kb, loaded.disambiguator
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ameli_ray.linker import link_result_row
@@ -237,21 +246,23 @@ def _with_evidence(batch: pa.Table, image_dim: int) -> list:
     ]
 
 
-def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig, image_dim: int):
+def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig):
     """(LinkResult, MentionEvidence) per mention, streamed back to the driver (training examples),
     in no particular order."""
-    ds = _embedded(mentions, "mention", config).map_batches(
+    kb_uri, manifest = read_manifest(kb_uri, ObjectStore(config.s3))  # one version for every actor
+    ds = _embedded(mentions, "mention", config, manifest).map_batches(
         RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": True},
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        yield from _with_evidence(batch, image_dim)
+        yield from _with_evidence(batch, manifest.image_dim)
 
 
 def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:
     """Links mentions and writes parquet files under `out_uri` (local or s3://). Returns the row count."""
     disambiguate = bool(config.disambiguation.model)
-    ds = _embedded(mentions, "mention", config).map_batches(
+    kb_uri, manifest = read_manifest(kb_uri, store)  # one version for every actor, even if LATEST moves
+    ds = _embedded(mentions, "mention", config, manifest).map_batches(
         RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": disambiguate},
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )

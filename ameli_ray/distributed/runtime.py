@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 
 from ameli_ray.config import RaySettings, StageResources
 
@@ -28,6 +30,22 @@ def start_ray(settings: RaySettings) -> None:
         )
     else:
         ray.init(address=settings.address, logging_level=logging.WARNING)
+
+
+@contextlib.contextmanager
+def ray_session(settings: RaySettings) -> Iterator[None]:
+    """Starts (and afterwards stops) a local Ray, or joins the configured cluster; inside an open
+    session it does nothing, so `evaluate` and `demo` keep one Ray for all their steps while
+    `build-kb` and `link` alone start Ray only after their input is read."""
+    import ray
+
+    owned = not ray.is_initialized()
+    start_ray(settings)
+    try:
+        yield
+    finally:
+        if owned:
+            stop_ray()
 
 
 def stop_ray() -> None:

@@ -72,9 +72,8 @@ def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lam
     """`rows`: the full pipeline's link output for `mentions`. The re-linked rows run in-process
     on one encoding of the mentions (text, photos, OCR) and one disambiguator, whose pair cache
     spares the cross-encoder the statements the variants share."""
-    from ameli_ray.kb.assets import load_kb
-    from ameli_ray.linker import Linker, MentionEncoder, link_result_row, make_disambiguator
     from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.linker import link_result_row, load_linker
     from ameli_ray.storage import ObjectStore
 
     store = ObjectStore(config.s3)
@@ -82,16 +81,13 @@ def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lam
     top_n = config.disambiguation.fusion.top_n
     table = recombined_rows(rows, fusion, top_n)
 
-    kb = load_kb(kb_uri, store, config.index)
-    encoder = MentionEncoder(config, store)
-    disambiguator = make_disambiguator(kb, config, store)
+    loaded = load_linker(config, kb_uri, store)
     say(f"ablations: encoding the {len(mentions)} mentions once for the re-linked rows")
-    step = config.text_stage.batch_size
-    encoded = [e for i in range(0, len(mentions), step) for e in encoder.encode(mentions[i : i + step])]
+    encoded = loaded.encode(mentions)
     for source, row_name in (("none", "no attributes"), ("gold", "full: gold attributes")):
         variant = config.model_copy(update={"attributes": config.attributes.model_copy(update={"source": source})})
         say(f"ablation: attributes.source={source}")
-        linked = Linker(kb, variant, disambiguator).link(encoded)
+        linked = loaded.variant(variant).link(encoded)
         table[row_name] = summarise([link_result_row(r) for r in linked], top_n)
     # gold candidates: only the mentions whose gold retrieval left out of the top_n change
     by_id = {r["mention_id"]: r for r in rows}
@@ -103,7 +99,7 @@ def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lam
     upper = dict(by_id)
     if missing:
         say(f"ablation: gold candidates ({len(missing)} mentions whose gold retrieval missed)")
-        for r in Linker(kb, config, disambiguator, gold_candidates=True).link(missing):
+        for r in loaded.variant(gold_candidates=True).link(missing):
             upper[r.mention_id] = link_result_row(r)
     table["gold candidates (upper bound)"] = summarise(list(upper.values()), top_n)
     return table

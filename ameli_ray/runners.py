@@ -1,0 +1,112 @@
+"""Runners: the same three operations (build a KB, link a corpus, retrieve candidates for
+training) in-process or on Ray Data, behind one interface chosen once from `engine`.
+
+    runner = make_runner("ray" | "local")
+    with runner.session(config):            # a local Ray for the ray runner; nothing in-process
+        kb, errors = runner.build_kb(config, entities, name)
+        runner.link(config, kb_uri, mentions, out_uri)
+        pairs = runner.retrieve(config, kb_uri, mentions)
+
+Both assemble their linkers with `linker.load_linker`, so a result does not depend on the runner.
+The in-process runner is here, Ray-free; the Ray Data one lives in `distributed/runner.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import TYPE_CHECKING, ContextManager, Literal, Protocol
+
+from ameli_ray.config import AmeliConfig
+from ameli_ray.schema import Entity, LinkResult, Mention
+from ameli_ray.storage import ObjectStore, join_uri
+
+if TYPE_CHECKING:
+    from ameli_ray.disambiguation.model import MentionEvidence
+    from ameli_ray.kb.assets import KnowledgeBase
+    from ameli_ray.linker import LoadedLinker
+
+Engine = Literal["ray", "local"]
+ENGINES: tuple[str, ...] = ("ray", "local")
+
+
+class Runner(Protocol):
+    name: str
+
+    def session(self, config: AmeliConfig) -> ContextManager[None]:
+        """What the runner needs around its calls (a Ray session); nested sessions share one."""
+
+    def build_kb(self, config: AmeliConfig, entities: list[Entity], name: str) -> tuple["KnowledgeBase", list[list[str]]]:
+        """The KB of `entities`, indexed in memory (not yet written), and each entity's image errors."""
+
+    def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
+        """Links `mentions` against the KB version `kb_uri`; parquet parts under `out_uri`."""
+
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention]) -> list[tuple[LinkResult, "MentionEvidence"]]:
+        """Retrieval + attribute filter (no disambiguation) and the evidence of each mention, in order."""
+
+
+def make_runner(engine: "str | Runner") -> Runner:
+    """The runner of `engine`; a runner given instead is passed through, so a verb that calls
+    others (evaluate, demo) chooses once and its steps share one runner."""
+    if not isinstance(engine, str):
+        return engine
+    if engine == "local":
+        return LocalRunner()
+    if engine == "ray":
+        from ameli_ray.distributed.runner import RayDataRunner
+
+        return RayDataRunner()
+    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def without_model(config: AmeliConfig) -> AmeliConfig:
+    """Retrieval alone: the configuration with no disambiguation model."""
+    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": None})})
+
+
+class LocalRunner:
+    """Everything in this process: tests, small corpora, benchmarks of the core. KB versions are
+    immutable, so the last linker loaded is kept for the next call over the same version and
+    settings (`evaluate` links, then re-links for the ablations)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._loaded: tuple[tuple, LoadedLinker] | None = None
+
+    def session(self, config: AmeliConfig) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def build_kb(self, config: AmeliConfig, entities: list[Entity], name: str):
+        from ameli_ray.kb.build import build_kb_in_process
+
+        return build_kb_in_process(entities, config, ObjectStore(config.s3), name)
+
+    def linker(self, config: AmeliConfig, kb_uri: str) -> LoadedLinker:
+        from ameli_ray.linker import load_linker
+
+        key = (kb_uri, config.model_dump_json())
+        if self._loaded is None or self._loaded[0] != key:
+            self._loaded = None  # let the old one go before the new one is loaded
+            self._loaded = (key, load_linker(config, kb_uri))
+        return self._loaded[1]
+
+    def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ameli_ray.linker import link_result_row
+        from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+
+        rows = [link_result_row(r) for r in self.linker(config, kb_uri).link(mentions)]
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA), buf)
+        store = ObjectStore(config.s3)
+        store.ensure_bucket(out_uri)
+        store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
+
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention]):
+        if not mentions:
+            return []
+        return self.linker(without_model(config), kb_uri).retrieve(mentions)

@@ -1,0 +1,64 @@
+"""The layering the README promises, enforced: the linking core imports without Ray, and the CLI
+starts without the heavy stacks. Each check runs in a fresh interpreter (as Ray's own lazy-import
+tests do), because this test process has long since imported everything."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ameli_ray
+
+# the shells around the core: the only packages that may import ray
+SHELLS = ("ameli_ray.distributed", "ameli_ray.serve")
+
+
+def core_modules() -> list[str]:
+    names = [m.name for m in pkgutil.walk_packages(ameli_ray.__path__, "ameli_ray.")]
+    return sorted(["ameli_ray", *(n for n in names if not n.startswith(SHELLS))])
+
+
+def first_importer(modules: list[str], heavy: str) -> dict:
+    """Imports `modules` one by one in a fresh interpreter; names the first one after whose import
+    `heavy` is in sys.modules (the module itself or something it imports pulled it in)."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"    if {heavy!r} in sys.modules:\n"
+        "        print(json.dumps({'culprit': name})); break\n"
+        "else:\n"
+        "    print(json.dumps({'culprit': None, 'imported': len(" + repr(modules) + ")}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(ameli_ray.__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_module_list_covers_the_core_and_skips_the_shells():
+    modules = core_modules()
+    assert {"ameli_ray.linker", "ameli_ray.runners", "ameli_ray.workflows", "ameli_ray.training_run"} <= set(modules)
+    assert not any(m.startswith(SHELLS) for m in modules)
+
+
+@pytest.mark.slow  # imports torch, transformers, open_clip, faiss…
+def test_no_core_module_imports_ray():
+    result = first_importer(core_modules(), "ray")
+    assert result["culprit"] is None, f"{result['culprit']} puts ray into sys.modules: move that import into distributed/"
+
+
+def test_the_probe_would_catch_a_ray_import():
+    # the check itself must be able to fail
+    assert first_importer(["ameli_ray.config", "ray.data"], "ray")["culprit"] == "ray.data"
+
+
+@pytest.mark.parametrize("heavy", ["torch", "ray", "transformers"])
+def test_the_cli_starts_without_heavy_stacks(heavy):
+    # `ameli-ray config` or `--help` must not pay for torch (seconds) before it says anything
+    assert first_importer(["ameli_ray.cli", "ameli_ray.config"], heavy)["culprit"] is None
