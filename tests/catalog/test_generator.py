@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ameli_ray.catalog import COLOR_RGB, CatalogSummary, generate_catalog, is_informative_value
+from ameli_ray.catalog import (
+    COLOR_RGB,
+    CatalogSummary,
+    generate_catalog,
+    is_informative_value,
+    planning,
+    render,
+    reviews,
+)
 from ameli_ray.catalog import generator as gen
 
 N_PRODUCTS = 60
@@ -48,9 +56,9 @@ def mentions(catalog: tuple[Path, CatalogSummary]) -> dict[str, list[dict[str, A
 @pytest.fixture(scope="module")
 def unlisted(entities: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The would-be entity of each product left out of entities.json (the gold of NIL reviews), by name."""
-    products = [p for f in gen._plan_families(N_PRODUCTS, SEED) for p in f.members if p.entity_id not in entities]
+    products = [p for f in planning._plan_families(N_PRODUCTS, SEED) for p in f.members if p.entity_id not in entities]
     assert len({p.name for p in products}) == len(products)  # one per family: a name identifies it
-    return {p.name: gen._entity_json(p, []) for p in products}
+    return {p.name: planning._entity_json(p, []) for p in products}
 
 
 def spec(entity: dict[str, Any]) -> dict[str, str]:
@@ -248,7 +256,7 @@ def test_literal_values_in_text_are_recorded(entities: dict[int, dict[str, Any]]
     for m in all_mentions(mentions):
         text = f"{m['header']}. {m['body']}".lower()
         for key, value in spec(gold_entity(m, entities, unlisted)).items():
-            if is_informative_value(value) and gen._literal(value).search(text):
+            if is_informative_value(value) and reviews._literal(value).search(text):
                 assert m["gold_attributes"].get(key) == value, (key, value, text)
 
 
@@ -287,7 +295,7 @@ def test_text_varies_and_paraphrases(mentions: dict[str, list[dict[str, Any]]]) 
     # Some deciding values are stated indirectly: recorded as text, yet not written literally.
     indirect = sum(1 for m in rows for k, v in m["gold_attributes"].items()
                    if m["gold_attribute_sources"][k] == "text"
-                   and not gen._literal(v).search(f"{m['header']}. {m['body']}".lower()))
+                   and not reviews._literal(v).search(f"{m['header']}. {m['body']}".lower()))
     assert indirect >= 5
     sources = {s for m in rows for s in m["gold_attribute_sources"].values()}
     assert sources == {"text", "ocr", "image"}
@@ -307,12 +315,12 @@ def test_products_are_drawn_in_their_colour(catalog: tuple[Path, CatalogSummary]
 
 def test_label_text_is_really_drawn(catalog: tuple[Path, CatalogSummary], entities: dict[int, dict[str, Any]]) -> None:
     """Re-render the first image of some products to locate their labels, then look at the saved JPEG."""
-    families = gen._plan_families(N_PRODUCTS, SEED)
+    families = planning._plan_families(N_PRODUCTS, SEED)
     products = [p for f in families for p in f.members if p.entity_id in entities][:12]
     checked = 0
     for product in products:
         entity = entities[product.entity_id]
-        rendered = gen._render_view(product, 0, 224, SEED)
+        rendered = render._render_view(product, 0, 224, SEED)
         with Image.open(catalog[0] / "product_images" / entity["image_path"][0]) as img:
             gray = np.asarray(img.convert("L"), dtype=np.float32)
         values = spec(entity)
@@ -332,10 +340,10 @@ def test_an_ocr_engine_reads_the_labels(catalog: tuple[Path, CatalogSummary],
     """The printed attribute values of product images are readable by a real OCR engine."""
     rapidocr = pytest.importorskip("rapidocr")
     engine = rapidocr.RapidOCR()
-    products = [p for f in gen._plan_families(N_PRODUCTS, SEED) for p in f.members]
+    products = [p for f in planning._plan_families(N_PRODUCTS, SEED) for p in f.members]
     checked = 0
     for product in products:
-        rendered = gen._render_view(product, 0, 224, SEED)
+        rendered = render._render_view(product, 0, 224, SEED)
         big = [ln for ln in rendered.lines if ln.font_px >= 16]
         if not big or product.entity_id not in entities:
             continue
@@ -388,16 +396,6 @@ def test_regenerating_replaces_old_images_but_never_foreign_data(tmp_path: Path)
     assert (foreign / "product_images" / "123_0.jpg").read_bytes() == b"not ours"
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_default_size_plans_exactly_n_products(seed: int) -> None:
-    families = gen._plan_families(600, seed)
-    products = [p for f in families for p in f.members]
-    assert len(products) == 600
-    assert sorted(p.entity_id for p in products) == list(range(600))
-    assert len({f.category.name for f in families}) == len(gen.CATEGORIES)
-    assert all(2 <= len(f.members) <= 8 and 1 <= len(f.varying) <= 2 for f in families)
-
-
 def test_unlisted_products_become_nil_reviews_in_dev_and_test(tmp_path: Path) -> None:
     """With the default share, round(0.03 * n) products (one of some families of 3+) are left out of
     entities.json and all their reviews are NIL mentions of dev and test; a share of 0 lists them all."""
@@ -407,7 +405,7 @@ def test_unlisted_products_become_nil_reviews_in_dev_and_test(tmp_path: Path) ->
     listed = {e["id"] for e in json.loads((out / "entities.json").read_text(encoding="utf-8"))}
     rows = {s: json.loads((out / f"mentions_{s}.json").read_text(encoding="utf-8")) for s in gen.SPLITS}
     missing = set(range(n)) - listed
-    families = gen._plan_families(n, seed)
+    families = planning._plan_families(n, seed)
     eligible = [f for f in families if len(f.members) >= 3]
     assert len(eligible) >= round(0.03 * n)  # so the family constraint does not cap the count here
     assert len(missing) == round(0.03 * n) == n - summary.n_entities
@@ -429,7 +427,7 @@ def test_unlisted_products_become_nil_reviews_in_dev_and_test(tmp_path: Path) ->
     none_out = tmp_path / "none"
     summary = generate_catalog(none_out, n_products=20, seed=1, reviews_per_product=1.0, image_size=64,
                                unlisted_share=0)
-    assert gen._unlisted_products(gen._plan_families(20, 1), 0.03, 1)  # the default would leave one out
+    assert gen._unlisted_products(planning._plan_families(20, 1), 0.03, 1)  # the default would leave one out
     entities = json.loads((none_out / "entities.json").read_text(encoding="utf-8"))
     assert summary.n_entities == 20 and sorted(e["id"] for e in entities) == list(range(20))
     for s in gen.SPLITS:
