@@ -43,10 +43,12 @@ class Entity(BaseModel):
     _id = field_validator("id", mode="before")(_as_id)
 
     def text(self, max_attributes: int = 32) -> str:
-        """The text the bi-encoder and the lexical channel see: name, attributes, description.
+        """The text the bi-encoder and the lexical channel see: name, category, attributes (at
+        most `max_attributes`, none that repeats the name), description.
 
-        Attributes come before the description so that truncation (MiniLM reads 256 tokens)
-        never cuts off the model numbers and capacities that decide between near-duplicates.
+        Attributes come before the description so that truncation (the text encoder reads
+        `text_encoder.max_seq_length` tokens, 128 by default) never cuts off the model numbers and
+        capacities that decide between near-duplicates.
         """
         parts = [self.name]
         if self.category:

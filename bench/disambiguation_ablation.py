@@ -103,7 +103,7 @@ def main() -> None:
         console.rule(name)
         data = args.workdir / name / "data"
         if not (data / "entities.json").exists():
-            convert_em(str(src), str(data), store)
+            convert_em(name, str(src), str(data), store)  # type: ignore[arg-type]
         kb_uri, stats = kb_uri_for(name, str(data / "entities.json"), args.workdir, config, store, console)
         # the converter's own 60/20/20 split (as `ameli-ray convert-em` writes it)
         train, dev, test = (read_mentions(str(data / f"mentions_{s}.json"), store) for s in ("train", "dev", "test"))
