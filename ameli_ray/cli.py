@@ -112,7 +112,7 @@ def build_kb(
     kb: Annotated[str, typer.Option(help="KB root, local or s3://; a new version is written under it")],
     images: Annotated[Optional[str], typer.Option(help="entity images folder (default: product_images beside the file)")] = None,
     name: Annotated[Optional[str], typer.Option(help="KB name (default: last part of --kb)")] = None,
-    version: Annotated[Optional[str], typer.Option(help="version name (default: a UTC timestamp)")] = None,
+    version: Annotated[Optional[str], typer.Option(help="version name, refused if it exists (default: a UTC timestamp and a random suffix)")] = None,
     engine: EngineOpt = "ray",
     config: ConfigOpt = None,
     set_: SetOpt = None,

@@ -26,6 +26,7 @@ from ameli_ray.runners import Engine, Runner, make_runner
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
+from ameli_ray.storage.versioned import check_new_version
 from ameli_ray.training_run import with_model
 
 REJECTED = "_rejected.jsonl"
@@ -42,6 +43,8 @@ def build_kb(
 ) -> tuple[str, KnowledgeBase, dict]:
     """Reads entities, embeds them, indexes them and writes a new KB version under `kb_uri`."""
     store = ObjectStore(config.s3)
+    if version is not None:  # refused before the embedding, not after (write_kb checks again)
+        check_new_version(kb_uri, version, store)
     entities = read_entities(entities_uri, store, images_uri)
     if not entities:
         raise InputFormatError(f"{entities_uri} holds no entities: nothing to build a KB from")

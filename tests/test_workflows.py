@@ -44,6 +44,15 @@ def test_demo_on_a_small_catalogue(tmp_path):
     assert (tmp_path / "links_test.parquet").exists()
 
 
+def test_build_kb_refuses_an_existing_version_before_reading_anything(tmp_path):
+    from ameli_ray.errors import StorageError
+
+    (tmp_path / "kb" / "v1").mkdir(parents=True)
+    (tmp_path / "kb" / "v1" / "manifest.json").write_text("{}")
+    with pytest.raises(StorageError, match="v1 already exists"):  # not the missing entities file
+        workflows.build_kb(AmeliConfig(), str(tmp_path / "nothing.json"), str(tmp_path / "kb"), engine="local", version="v1")
+
+
 @pytest.mark.slow
 def test_evaluate_survives_a_rejected_record(toy_dir, tmp_path):
     """A bad line is set aside by the linking step and must not sink the scoring afterwards."""

@@ -1,28 +1,29 @@
 """The trained disambiguation model as a versioned asset, and the `Disambiguator` that applies it.
 
     <root>/LATEST
-    <root>/<version>/manifest.json             streams, base models, fusion, training record, sha256 of every file
+    <root>/<version>/manifest.json             streams, base models, fusion, training record, sha256 and size of every file
     <root>/<version>/text/backbone/…           the fine-tuned cross-encoder (HF layout, safetensors) + tokenizer
     <root>/<version>/text/text_head.safetensors, text/text_stream.json
     <root>/<version>/image_adapter.safetensors
 
 The image adapter was trained on one image tower's features: a KB built with another tower is
 refused, as the linker refuses a KB built with other encoders.
+
+Written and verified as a versioned asset (ameli_ray.storage.versioned), as the KB is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import OrderedDict
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
@@ -30,23 +31,30 @@ from ameli_ray.disambiguation.examples import mention_inputs, stack_match
 from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.statements import build_pair_batch
 from ameli_ray.encoders.loading import cache_dir
-from ameli_ray.errors import ChecksumMismatch, ConfigError
+from ameli_ray.errors import ConfigError
 from ameli_ray.fusion import FusionModel, StreamScores, answer, fuse
-from ameli_ray.kb.assets import KnowledgeBase, center_images, read_versioned_manifest
+from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention
-from ameli_ray.storage import ObjectStore, join_uri
+from ameli_ray.storage import ObjectStore
+from ameli_ray.storage.versioned import (
+    VersionedManifest,
+    point_latest,
+    read_verified,
+    read_versioned_manifest,
+    write_manifest,
+    write_version,
+)
 
-MODEL_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
+# 2: files carry {sha256, bytes} like the KB's (1 held the sha256 alone)
+MODEL_FORMAT_VERSION = 2
+WHAT = "disambiguation model"
 IMAGE_FILE = "image_adapter.safetensors"
 
 
-class ModelManifest(BaseModel):
+class ModelManifest(VersionedManifest):
+    remedy: ClassVar[str] = "retrain or re-upload it"
+
     format_version: int = MODEL_FORMAT_VERSION
-    name: str
-    version: str = ""
-    created_at: str
     kb: str  # the KB version the streams were trained against (for the record)
     image_model: str  # the adapter's input space
     image_fingerprint: str
@@ -56,7 +64,6 @@ class ModelManifest(BaseModel):
     has_image: bool
     fusion: FusionModel
     training: dict[str, Any] = {}
-    files: dict[str, str] = {}  # name -> sha256
 
 
 @dataclass
@@ -80,7 +87,6 @@ def write_model(
     version: str | None = None, point_latest: bool = True,
 ) -> str:
     """Writes a version folder (files, then manifest, then LATEST). Returns the version URI."""
-    version = version or dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d-%H%M%S")
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if text is not None:
@@ -89,32 +95,22 @@ def write_model(
             save_file({k: v.detach().cpu().contiguous() for k, v in image.state_dict().items()}, str(Path(tmp) / IMAGE_FILE))
         for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
             files[path.relative_to(tmp).as_posix()] = path.read_bytes()
-    manifest = manifest.model_copy(
-        update={"version": version, "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}
-    )
-    version_uri = join_uri(root_uri, version)
-    store.ensure_bucket(version_uri)
-    for name, data in files.items():
-        store.write_bytes(join_uri(version_uri, name), data)
-    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
-    if point_latest:
-        store.write_text(join_uri(root_uri, LATEST), version + "\n")
-    return version_uri
+    return write_version(root_uri, store, files, manifest, version=version, point_latest=point_latest)[0]
 
 
 def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, training: dict[str, Any],
                   root_uri: str | None = None) -> ModelManifest:
     """Replaces the fusion (tuned on dev after the streams were written) and points LATEST here."""
-    _, manifest = read_model_manifest(version_uri, store)
+    version_uri, manifest = read_model_manifest(version_uri, store)
     manifest = manifest.model_copy(update={"fusion": fusion, "training": {**manifest.training, **training}})
-    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
+    write_manifest(version_uri, manifest, store)  # the files are unchanged: their checksums stand
     if root_uri is not None:
-        store.write_text(join_uri(root_uri, LATEST), manifest.version + "\n")
+        point_latest(root_uri, manifest.version, store)
     return manifest
 
 
 def read_model_manifest(uri: str, store: ObjectStore) -> tuple[str, ModelManifest]:
-    return read_versioned_manifest(uri, store, ModelManifest, "disambiguation model", MODEL_FORMAT_VERSION)
+    return read_versioned_manifest(uri, store, ModelManifest, WHAT, MODEL_FORMAT_VERSION)
 
 
 def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:
@@ -123,19 +119,8 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
     version_uri, manifest = read_model_manifest(uri, store)
     key = hashlib.sha256(manifest.model_dump_json().encode()).hexdigest()[:16]
     local = cache_dir() / "disambiguation" / f"{manifest.name}-{manifest.version}-{key}"
-    for name, digest in manifest.files.items():
-        target = local / name
-        if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == digest:
-            continue
-        data = store.read_bytes(join_uri(version_uri, name))
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise ChecksumMismatch(
-                f"{join_uri(version_uri, name)}: sha256 {actual[:12]}… does not match the model manifest; "
-                "the model is corrupt or was modified — retrain or re-upload it"
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    for name in manifest.files:
+        read_verified(version_uri, manifest, name, store, WHAT, cache=local)
     text = None
     if manifest.text_model is not None:
         from ameli_ray.disambiguation.text_stream import TextStream

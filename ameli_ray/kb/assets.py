@@ -9,48 +9,41 @@
     <root>/<version>/attributes.json         the attribute vocabulary (normalised values per key)
 
 Nothing is pickled: parquet, .npy loaded with allow_pickle=False, FAISS's own serialisation, JSON.
-Every file is checked against the manifest's sha256 when read.
+Written and verified as a versioned asset (ameli_ray.storage.versioned): every file is checked
+against the manifest's sha256 when read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import io
 import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
-from pydantic import BaseModel
 
 from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.config import IndexSettings
-from ameli_ray.errors import ChecksumMismatch, InputFormatError, ObjectNotFound
+from ameli_ray.errors import InputFormatError
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
-from ameli_ray.storage import ObjectStore, join_uri
+from ameli_ray.storage import ObjectStore
+from ameli_ray.storage.versioned import VersionedManifest, read_verified, read_versioned_manifest, write_version
 
 KB_FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-LATEST = "LATEST"
 
 
-class FileEntry(BaseModel):
-    sha256: str
-    bytes: int
+class KBManifest(VersionedManifest):
+    remedy: ClassVar[str] = "rebuild it"
 
-
-class KBManifest(BaseModel):
     format_version: int = KB_FORMAT_VERSION
-    name: str
-    version: str
-    created_at: str
     text_model: str
     text_dim: int
     image_model: str
@@ -61,7 +54,6 @@ class KBManifest(BaseModel):
     text_index: str
     image_index: str
     lexical: bool
-    files: dict[str, FileEntry]
     build: dict[str, float | int | str] = {}
 
 
@@ -193,13 +185,9 @@ def _from_npy(data: bytes, what: str) -> np.ndarray:
         raise InputFormatError(f"{what}: not a plain .npy array ({exc})") from None
 
 
-def new_version() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("v%Y%m%d-%H%M%S")
-
-
 def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str | None = None) -> str:
-    """Writes a new version under `root_uri`, then points LATEST at it. Returns the version URI."""
-    version = version or new_version()
+    """Writes a new version under `root_uri`, then points LATEST at it. Returns the version URI.
+    An explicit `version` that already exists there is refused."""
     files: dict[str, bytes] = {
         "entities.parquet": _parquet(kb.entities),
         "text_embeddings.npy": _npy(kb.text_emb),
@@ -214,20 +202,7 @@ def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str 
         with tempfile.TemporaryDirectory() as tmp:
             for path in kb.lexical.save(Path(tmp)):
                 files[f"lexical/{path.name}"] = path.read_bytes()
-    manifest = kb.manifest.model_copy(
-        update=dict(
-            version=version,
-            files={n: FileEntry(sha256=hashlib.sha256(d).hexdigest(), bytes=len(d)) for n, d in sorted(files.items())},
-        )
-    )
-    version_uri = join_uri(root_uri, version)
-    store.ensure_bucket(version_uri)
-    for name, data in files.items():
-        store.write_bytes(join_uri(version_uri, name), data)
-    # manifest after the files, LATEST after the manifest: a reader never sees a half-written version
-    store.write_text(join_uri(version_uri, MANIFEST), manifest.model_dump_json(indent=2))
-    store.write_text(join_uri(root_uri, LATEST), version + "\n")
-    kb.manifest = manifest
+    version_uri, kb.manifest = write_version(root_uri, store, files, kb.manifest, version=version)
     return version_uri
 
 
@@ -235,31 +210,6 @@ def _parquet(entities: list[Entity]) -> bytes:
     buf = io.BytesIO()
     pq.write_table(entities_to_table(entities), buf, compression="zstd")
     return buf.getvalue()
-
-
-def resolve_version(uri: str, store: ObjectStore, what: str = "KB") -> str:
-    """A version folder as given, or the root's LATEST version (KBs and trained models alike)."""
-    if store.exists(join_uri(uri, MANIFEST)):
-        return uri
-    latest = join_uri(uri, LATEST)
-    if store.exists(latest):
-        return join_uri(uri, store.read_text(latest).strip())
-    raise ObjectNotFound(f"no {what} at {uri}: neither {MANIFEST} nor {LATEST} found there")
-
-
-def read_versioned_manifest(uri: str, store: ObjectStore, manifest_type: type, what: str, format_version: int):
-    """(version URI, validated manifest) of a versioned asset: a KB or a trained model."""
-    version_uri = resolve_version(uri, store, what)
-    raw = store.read_text(join_uri(version_uri, MANIFEST))
-    try:
-        manifest = manifest_type.model_validate_json(raw)
-    except ValueError as exc:
-        raise InputFormatError(f"{join_uri(version_uri, MANIFEST)} is not a valid {what} manifest: {exc}") from None
-    if manifest.format_version != format_version:
-        raise InputFormatError(
-            f"{what} at {version_uri} has format {manifest.format_version}; this ameli-ray reads {format_version}"
-        )
-    return version_uri, manifest
 
 
 def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
@@ -272,17 +222,7 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
     version_uri, manifest = read_manifest(uri, store)
 
     def read(name: str) -> bytes:
-        entry = manifest.files.get(name)
-        if entry is None:
-            raise InputFormatError(f"KB manifest at {version_uri} lists no {name}")
-        data = store.read_bytes(join_uri(version_uri, name))
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.sha256:
-            raise ChecksumMismatch(
-                f"{join_uri(version_uri, name)}: sha256 {digest[:12]}… does not match the manifest's "
-                f"{entry.sha256[:12]}…; the KB is corrupt or was modified — rebuild it"
-            )
-        return data
+        return read_verified(version_uri, manifest, name, store, "KB")
 
     entities = entities_from_table(pq.read_table(io.BytesIO(read("entities.parquet"))))
     lexical = None

@@ -8,6 +8,7 @@ clear error in seconds, not a retry storm.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from pathlib import Path
@@ -171,8 +172,17 @@ class ObjectStore:
 
         def go() -> None:
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            with fs.open_output_stream(path) as f:
-                f.write(data)
+            # a sibling then a rename, as an S3 PUT: a concurrent reader sees the old file or the
+            # new one, never a truncated one (LATEST and manifests are rewritten in place)
+            tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+            try:
+                with fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                fs.move(tmp, path)
+            except BaseException:
+                if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    fs.delete_file(tmp)
+                raise
 
         self._call("write", uri, go)
 

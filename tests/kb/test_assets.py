@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from ameli_ray.errors import ChecksumMismatch, InputFormatError, ObjectNotFound
-from ameli_ray.kb.assets import LATEST, MANIFEST, load_kb, read_manifest, write_kb
+from ameli_ray.kb.assets import load_kb, read_manifest, write_kb
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.storage import ObjectStore, join_uri
+from ameli_ray.storage.versioned import LATEST, MANIFEST
 
 pytestmark = pytest.mark.slow  # builds a KB with the real encoders
 

@@ -1,0 +1,90 @@
+"""The trained model as a versioned asset: written, read back and verified through the local S3
+server (the image adapter alone: the cross-encoder's files go the same way and are slow to make)."""
+
+import json
+
+import pytest
+import torch
+
+from ameli_ray.config import DisambiguationSettings, ImageStreamSettings
+from ameli_ray.disambiguation.image_stream import ImageStream
+from ameli_ray.disambiguation.model import (
+    IMAGE_FILE,
+    MODEL_FORMAT_VERSION,
+    ModelManifest,
+    load_model,
+    read_model_manifest,
+    update_fusion,
+    write_model,
+)
+from ameli_ray.errors import ChecksumMismatch, InputFormatError, StorageError
+from ameli_ray.fusion import FusionModel
+from ameli_ray.storage import join_uri
+from ameli_ray.storage.versioned import LATEST, MANIFEST
+
+PROVISIONAL = FusionModel(weights={"retrieval": 1.0, "text": 0.0, "image": 0.0},
+                          standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
+
+
+@pytest.fixture
+def adapter_model(s3_store, s3_bucket, tmp_path, monkeypatch):
+    """(root URI, version URI, the written ImageStream) with LATEST not yet pointing at it."""
+    monkeypatch.setenv("AMELI_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    image = ImageStream(16, ImageStreamSettings())
+    manifest = ModelManifest(
+        name="disambiguation", created_at="2026-01-01T00:00:00+00:00", kb="toy/v1", image_model="tower",
+        image_fingerprint="abc", text_model=None, text_settings={}, image_settings=ImageStreamSettings().model_dump(),
+        has_image=True, fusion=PROVISIONAL,
+    )
+    root = f"{s3_bucket}/model"
+    version_uri = write_model(root, s3_store, manifest, None, image, point_latest=False)
+    return root, version_uri, image
+
+
+def test_roundtrip_and_update_fusion(adapter_model, s3_store):
+    root, version_uri, image = adapter_model
+    assert not s3_store.exists(join_uri(root, LATEST))  # the streams are written before the fusion is tuned
+    tuned = FusionModel(weights={"retrieval": 0.5, "text": 0.0, "image": 0.5},
+                        standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
+    update_fusion(version_uri, s3_store, tuned, {"seconds": 1.0}, root_uri=root)
+    model = load_model(root, s3_store, DisambiguationSettings())  # through LATEST
+    assert model.manifest.fusion == tuned and model.manifest.training == {"seconds": 1.0}
+    assert model.manifest.format_version == MODEL_FORMAT_VERSION == 2
+    assert set(model.manifest.files) == {IMAGE_FILE} and model.manifest.files[IMAGE_FILE].bytes > 0
+    assert model.text is None
+    for name, tensor in image.state_dict().items():
+        assert torch.equal(model.image.state_dict()[name], tensor)
+
+
+def test_a_corrupted_file_is_refused_and_a_corrupted_cache_refetched(adapter_model, s3_store, tmp_path):
+    _, version_uri, _ = adapter_model
+    settings = DisambiguationSettings()
+    load_model(version_uri, s3_store, settings)
+    cached = next((tmp_path / "cache" / "disambiguation").glob(f"*/{IMAGE_FILE}"))
+    good = cached.read_bytes()
+    cached.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    load_model(version_uri, s3_store, settings)  # the cached copy no longer matches: fetched again
+    assert cached.read_bytes() == good
+    uri = join_uri(version_uri, IMAGE_FILE)
+    s3_store.write_bytes(uri, good[:-1] + bytes([good[-1] ^ 1]))
+    cached.unlink()
+    with pytest.raises(ChecksumMismatch, match=f"{IMAGE_FILE}: sha256 .* — retrain or re-upload it"):
+        load_model(version_uri, s3_store, settings)
+
+
+def test_a_format_1_model_is_refused(adapter_model, s3_store):
+    _, version_uri, _ = adapter_model
+    raw = json.loads(s3_store.read_text(join_uri(version_uri, MANIFEST)))
+    raw.update(format_version=1, files={n: e["sha256"] for n, e in raw["files"].items()})  # the old layout
+    s3_store.write_text(join_uri(version_uri, MANIFEST), json.dumps(raw))
+    with pytest.raises(InputFormatError, match="has format 1; this ameli-ray reads 2"):
+        read_model_manifest(version_uri, s3_store)
+
+
+def test_an_existing_version_is_refused(adapter_model, s3_store):
+    root, version_uri, image = adapter_model
+    _, manifest = read_model_manifest(version_uri, s3_store)
+    version = version_uri.rsplit("/", 1)[1]
+    with pytest.raises(StorageError, match="already exists"):
+        write_model(root, s3_store, manifest, None, image, version=version)
