@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel
-from safetensors.torch import load_file, save_file
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
 from ameli_ray.disambiguation.examples import mention_inputs, stack_match
@@ -39,7 +38,6 @@ from ameli_ray.storage import ObjectStore, join_uri
 MODEL_FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
-IMAGE_FILE = "image_adapter.safetensors"
 
 
 class ModelManifest(BaseModel):
@@ -86,7 +84,7 @@ def write_model(
         if text is not None:
             text.save(Path(tmp) / "text")
         if image is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in image.state_dict().items()}, str(Path(tmp) / IMAGE_FILE))
+            image.save(tmp)  # image_adapter.safetensors at the version's root
         for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
             files[path.relative_to(tmp).as_posix()] = path.read_bytes()
     manifest = manifest.model_copy(
@@ -145,7 +143,7 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
         text = TextStream.load(local / "text", text_settings).to(device).eval()
     image = None
     if manifest.has_image:
-        image = ImageStream.from_state_dict(load_file(str(local / IMAGE_FILE)), ImageStreamSettings(**manifest.image_settings))
+        image = ImageStream.load(local, ImageStreamSettings(**manifest.image_settings))
         image.eval()
     return DisambiguationModel(manifest, text, image)
 
