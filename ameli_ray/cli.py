@@ -97,7 +97,8 @@ def convert_em(
     set_: SetOpt = None,
 ) -> None:
     """Recast an entity-matching benchmark as a linking task in the AMELI format."""
-    from ameli_ray.formats import EM_DATASETS, convert_em as convert
+    from ameli_ray.formats import EM_DATASETS
+    from ameli_ray.formats import convert_em as convert
     from ameli_ray.storage import ObjectStore
 
     if dataset not in EM_DATASETS:

@@ -179,6 +179,11 @@ class TrainSettings(_Section):
     threads: int | None = Field(None, ge=1, description="torch threads per worker; None = max(1, ceil(cpus_per_worker))")
     mixed_precision: Literal["auto", "bf16", "no"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     seed: int = 0
+    # Examples arrive grouped by mention (a review's photo/product-image pairs one after another),
+    # which leaves a contrastive batch fewer distinct products, hence fewer negatives; a shuffle
+    # every epoch (seeded by `seed` and the epoch: the same run, resumed or not, sees the same
+    # orders) mixes them. False: the arrival order, as before shuffling existed.
+    shuffle: bool = Field(True, description="shuffle the training examples every epoch")
     candidates: int = Field(10, ge=2, description="candidates per training mention (gold inserted at a random slot)")
     max_train_mentions: int | None = Field(None, ge=1, description="cap on training mentions (None: all)")
     text_epochs: int = Field(2, ge=0)

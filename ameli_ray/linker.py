@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
+from ameli_ray.attributes.extract import prepare_agreement
+from ameli_ray.attributes.ocr import make_ocr_engine
 from ameli_ray.config import AmeliConfig
 from ameli_ray.encoders import ImageEncoder, TextEncoder
 from ameli_ray.encoders.image import embed_loaded, load_image_lists, split_by_owner
 from ameli_ray.errors import ConfigError
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase
 from ameli_ray.retrieval.retriever import CandidateRetriever, MentionQuery
-from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
-from ameli_ray.attributes.extract import prepare_agreement
-from ameli_ray.attributes.ocr import make_ocr_engine
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute
 from ameli_ray.storage import ObjectStore
 

@@ -157,25 +157,18 @@ def train_model(
 
 
 def _train_streams(config, kb, store, train_items, model_uri, record, say):
-    from ameli_ray.disambiguation.image_stream import ImageStream
+    """(text, image) trained streams (None where a stream has no examples or zero epochs)."""
+    from ameli_ray.disambiguation.tasks import ImageTask, TextTask
     from ameli_ray.distributed.train import train_stream
 
-    image = None
     image_rows = image_examples(train_items, kb)
-    if image_rows and config.train.image_epochs > 0:
-        outcome = train_stream("image", image_rows, config, model_uri, image_dim=kb.image_emb.shape[1], say=say)
-        image = ImageStream.from_state_dict(outcome.state, config.disambiguation.image).eval()
-        record["image"] = {"examples": len(image_rows), "history": outcome.history,
-                           "resumed_from_epoch": outcome.resumed_from_epoch}
-    text = None
-    text_rows = text_examples(train_items, kb, config)
-    if text_rows and config.train.text_epochs > 0:
-        from ameli_ray.disambiguation.training import build_stream
-
-        outcome = train_stream("text", text_rows, config, model_uri, say=say)
-        text = build_stream("text", config, store=store)
-        text.load_state_dict(outcome.state)
-        text.eval()
-        record["text"] = {"examples": len(text_rows), "history": outcome.history,
-                          "resumed_from_epoch": outcome.resumed_from_epoch}
-    return text, image
+    plan = [(ImageTask(config, int(kb.image_emb.shape[1])), image_rows)] if image_rows else []
+    plan.append((TextTask(config), text_examples(train_items, kb, config)))
+    trained = {"text": None, "image": None}
+    for task, rows in plan:
+        if rows and task.epochs > 0:
+            outcome = train_stream(task, rows, model_uri, say=say)
+            trained[task.name] = task.finish(outcome.state, store)
+            record[task.name] = {"examples": len(rows), "history": outcome.history,
+                                 "resumed_from_epoch": outcome.resumed_from_epoch}
+    return trained["text"], trained["image"]

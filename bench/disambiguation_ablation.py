@@ -53,8 +53,8 @@ def kb_uri_for(name: str, entities_uri: str, workdir: Path, config: AmeliConfig,
 
 
 def run_dataset(name: str, kb_uri: str, build_stats: dict, train, dev, test, workdir: Path, config: AmeliConfig, console) -> dict:
-    from ameli_ray.training_run import train_model
     from ameli_ray.distributed.runtime import ray_session
+    from ameli_ray.training_run import train_model
     from ameli_ray.workflows import link_and_score, with_model
 
     console.print(f"  train {len(train)} / dev {len(dev)} / test {len(test)} mentions")

@@ -70,6 +70,7 @@ def main() -> None:
     table = Table(title=f"training throughput, text: one epoch, image: 5th epoch ({args.device}; ratio = / 1 worker, same run)")
     for col in ("stream", "workers", "samples", "seconds", "samples/s", "ratio"):
         table.add_column(col, justify="right")
+    from ameli_ray.disambiguation.tasks import task_for
     from ameli_ray.distributed.runtime import start_ray, stop_ray
     from ameli_ray.distributed.train import train_stream
 
@@ -86,8 +87,8 @@ def main() -> None:
                     "threads": max(1, (os.cpu_count() or 2) // workers),
                 })
                 config = base.model_copy(update={"train": t})
-                outcome = train_stream(stream, rows, config, str(args.workdir / f"run-{stream}-{workers}"),
-                                       image_dim=kb.image_emb.shape[1])
+                task = task_for(stream, config, image_dim=kb.image_emb.shape[1])
+                outcome = train_stream(task, rows, str(args.workdir / f"run-{stream}-{workers}"))
                 h = outcome.history[-1]
                 first = first or h["samples_per_s"]
                 table.add_row(stream, str(workers), str(h["samples"]), f"{h['seconds']:.1f}",
@@ -105,19 +106,19 @@ def inference_table(config: AmeliConfig, kb, mentions, device: str) -> Table:
     depend on the weights), deduplicated pairs vs one pair at a time."""
     import torch
 
-    from ameli_ray.disambiguation.model import Disambiguator, DisambiguationModel, new_manifest
-    from ameli_ray.disambiguation.training import build_stream
+    from ameli_ray.disambiguation import statements
+    from ameli_ray.disambiguation.model import DisambiguationModel, Disambiguator, new_manifest
+    from ameli_ray.disambiguation.tasks import ImageTask, TextTask
     from ameli_ray.fusion import FusionModel
     from ameli_ray.linker import evidence_of, load_linker
-    from ameli_ray.disambiguation import statements
 
     store = ObjectStore(config.s3)
     loaded = load_linker(config, kb, store, disambiguation=False)
     encoded = loaded.encoder.encode(mentions)
     results = loaded.linker.retrieve(encoded)
     evidence = [evidence_of(e) for e in encoded]
-    text = build_stream("text", config, store=store).to(device).eval()
-    image = build_stream("image", config, image_dim=kb.image_emb.shape[1]).eval()
+    text = TextTask(config).build_model(store).to(device).eval()
+    image = ImageTask(config, kb.image_emb.shape[1]).build_model().eval()
     fusion = FusionModel(weights={"retrieval": 0.4, "text": 0.4, "image": 0.2},
                          standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
     manifest = new_manifest("bench", kb, config.disambiguation, fusion, text=True, image=True)

@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
+from ameli_ray import workflows
 from ameli_ray.config import AmeliConfig
 from ameli_ray.storage import ObjectStore
-from ameli_ray import workflows
 
 
 def _png(img: Image.Image, fmt: str = "PNG") -> bytes:

@@ -18,10 +18,10 @@ QUICK = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, s3_settings):
     from ameli_ray.catalog import generate_catalog
+    from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.formats import read_mentions
     from ameli_ray.storage import ObjectStore
     from ameli_ray.training_run import train_model
-    from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.workflows import build_kb
 
     root = tmp_path_factory.mktemp("train")

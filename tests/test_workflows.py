@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ameli_ray.config import AmeliConfig
 from ameli_ray import workflows
+from ameli_ray.config import AmeliConfig
 
 METRIC_KEYS = {"recall@1", "recall@10", "recall@20", "recall@50", "recall@100", "accuracy", "n_mentions"}
 

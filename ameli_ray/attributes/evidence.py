@@ -9,11 +9,11 @@ Three sources, switchable for ablations (`attributes.source`):
 from __future__ import annotations
 
 from ameli_ray.attributes.extract import ExtractedAttribute, extract_attributes
+from ameli_ray.attributes.normalize import normalize_value
 from ameli_ray.attributes.ocr import OcrEngine, ocr_image
+from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.config import AmeliConfig
 from ameli_ray.encoders.image import Loaded, load_image_lists
-from ameli_ray.attributes.normalize import normalize_value
-from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.schema import Mention
 from ameli_ray.storage import ObjectStore
 

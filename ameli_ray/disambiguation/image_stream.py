@@ -4,21 +4,32 @@ The image tower (CLIP) stays frozen; only a small bottleneck MLP is trained, mix
 tower's features with a fixed residual ratio (the AMELI paper's adapter, after CLIP-Adapter), so a
 few thousand review photos cannot wreck the pretrained geometry. A candidate's image score is the
 best cosine over all (review photo, product image) pairs.
+
+On disk (`save` / `load`), no pickle: one file, `image_adapter.safetensors`, the weights with the
+settings they were trained with in its metadata (the residual ratio is not a weight).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ameli_ray.config import ImageStreamSettings
+from ameli_ray.errors import ConfigError, InputFormatError
 
 # CLIP caps the logit scale at 100 (temperature 0.01): beyond it training becomes unstable.
 MAX_LOGIT_SCALE = math.log(100.0)
+ADAPTER_FILE = "image_adapter.safetensors"
+# Settings that change what the saved weights compute: a saved stream refuses other values.
+_SHAPE_FIELDS = ("reduction", "residual_ratio")
 
 
 class ImageAdapter(nn.Module):
@@ -43,6 +54,7 @@ class ImageStream(nn.Module):
     def __init__(self, dim: int, settings: ImageStreamSettings | None = None) -> None:
         super().__init__()
         settings = settings or ImageStreamSettings()
+        self.settings = settings
         self.dim = dim
         self.adapter = ImageAdapter(dim, settings)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / settings.init_temperature)))
@@ -58,6 +70,47 @@ class ImageStream(nn.Module):
         model = cls(int(state["adapter.mlp.0.weight"].shape[1]), settings)
         model.load_state_dict(state)
         return model
+
+    def save(self, directory: str | Path) -> Path:
+        """Writes `directory/image_adapter.safetensors`; returns its path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / ADAPTER_FILE
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path), metadata={"settings": self.settings.model_dump_json()})
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, settings: ImageStreamSettings | None = None) -> "ImageStream":
+        """A saved stream. `settings` default to those saved with it (files written before the
+        settings were saved need them given: those of training); settings that change what the
+        weights compute (reduction, residual ratio) must equal the saved ones."""
+        path = Path(directory) / ADAPTER_FILE
+        if not path.is_file():
+            raise InputFormatError(f"{path}: no saved image stream here")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                saved_json = (f.metadata() or {}).get("settings")
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise InputFormatError(f"{path}: not a readable safetensors file ({exc})") from None
+        try:
+            saved = ImageStreamSettings(**json.loads(saved_json)) if saved_json else None
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise InputFormatError(f"{path}: unreadable settings in its metadata ({exc})") from None
+        if settings is None and saved is None:
+            raise ConfigError(f"{path} does not record its settings: give those of training")
+        settings = settings or saved
+        wrong = [f for f in _SHAPE_FIELDS if saved is not None and getattr(settings, f) != getattr(saved, f)]
+        if wrong:
+            raise ConfigError(
+                f"{path}: the image stream was trained with "
+                + ", ".join(f"{f}={getattr(saved, f)!r}" for f in wrong) + "; the settings given differ"
+            )
+        try:
+            return cls.from_state_dict(state, settings)
+        except (KeyError, IndexError, RuntimeError) as exc:
+            raise InputFormatError(f"{path}: not the weights of an image stream ({exc})") from None
 
     def encode(self, x: Tensor) -> Tensor:
         return self.adapter(x.to(self.logit_scale.dtype))

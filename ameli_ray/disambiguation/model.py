@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
 from ameli_ray.disambiguation.examples import mention_inputs, stack_match
@@ -48,7 +47,6 @@ from ameli_ray.storage.versioned import (
 # 2: files carry {sha256, bytes} like the KB's (1 held the sha256 alone)
 MODEL_FORMAT_VERSION = 2
 WHAT = "disambiguation model"
-IMAGE_FILE = "image_adapter.safetensors"
 
 
 class ModelManifest(VersionedManifest):
@@ -92,7 +90,7 @@ def write_model(
         if text is not None:
             text.save(Path(tmp) / "text")
         if image is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in image.state_dict().items()}, str(Path(tmp) / IMAGE_FILE))
+            image.save(tmp)  # image_adapter.safetensors at the version's root
         for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
             files[path.relative_to(tmp).as_posix()] = path.read_bytes()
     return write_version(root_uri, store, files, manifest, version=version, point_latest=point_latest)[0]
@@ -130,7 +128,7 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
         text = TextStream.load(local / "text", text_settings).to(device).eval()
     image = None
     if manifest.has_image:
-        image = ImageStream.from_state_dict(load_file(str(local / IMAGE_FILE)), ImageStreamSettings(**manifest.image_settings))
+        image = ImageStream.load(local, ImageStreamSettings(**manifest.image_settings))
         image.eval()
     return DisambiguationModel(manifest, text, image)
 

@@ -2,6 +2,14 @@
 shards, DDP over the workers (gloo on CPU, NCCL on GPU), bf16 autocast on GPU, checkpoints
 (safetensors + manifest) in the run's storage — S3 or a shared path — every epoch.
 
+The loop does not know which stream it trains: a `StreamTask` (`ameli_ray.disambiguation.tasks`)
+gives the model, optimizer, loss, epochs, batching and DDP options; the stream's name only names
+the run, its checkpoint folder and the messages.
+
+Shuffling (`train.shuffle`): every epoch each worker shuffles its whole shard with a seed derived
+from `train.seed`, the epoch and its rank, so the order of an epoch depends on nothing else and a
+resumed run sees the orders an uninterrupted one would have.
+
 Resuming: the run's name is fixed per model and stream, so re-running the same command after a
 crash (driver, node or cluster) finds the run's checkpoints and continues from the newest;
 within a run, Ray Train restarts failed workers from it (`train.max_failures`). The folder is
@@ -17,9 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, TrainSettings
+from ameli_ray.disambiguation.tasks import StreamTask, unwrap
 from ameli_ray.storage import ObjectStore, join_uri
 from ameli_ray.storage.objects import is_s3, split_s3
 
@@ -59,26 +69,24 @@ def storage_for(uri: str, config: AmeliConfig) -> tuple[str, Any]:
     return f"{bucket}/{key}".rstrip("/"), pafs.S3FileSystem(**kwargs)
 
 
-def train_stream(
-    stream: str, rows: list[dict], config: AmeliConfig, model_root: str, *, image_dim: int | None = None,
-    say=lambda _: None,
-) -> TrainOutcome:
-    """Trains one stream on `rows` (examples from `disambiguation.examples`) with Ray Train."""
+def train_stream(task: StreamTask, rows: list[dict], model_root: str, *, say=lambda _: None) -> TrainOutcome:
+    """Trains `task`'s stream on `rows` (examples from `disambiguation.examples`) with Ray Train,
+    under `task.config`."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from ameli_ray.disambiguation.checkpoint import model_tensors, read_checkpoint_manifest
 
+    config, stream = task.config, task.name
     t = config.train
-    epochs = t.text_epochs if stream == "text" else t.image_epochs
     storage_path, filesystem = storage_for(checkpoint_root(model_root), config)
     ObjectStore(config.s3).ensure_bucket(checkpoint_root(model_root))
     stall = os.environ.get(STALL_AFTER_EPOCH_ENV)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
-            "stream": stream, "config": config, "epochs": epochs, "image_dim": image_dim,
+            "task": task, "n_rows": len(rows),
             "stall_after_epoch": int(stall) if stall else None,
             "stored_checkpoint": _newest_stored_checkpoint(model_root, stream, config),
         },
@@ -92,8 +100,8 @@ def train_stream(
         ),
         datasets={"train": ray.data.from_items(rows)},
     )
-    say(f"training the {stream} stream: {len(rows)} examples, {epochs} epochs, {t.num_workers} worker(s)"
-        f"{' with GPUs' if t.use_gpu else ''}")
+    say(f"training the {stream} stream: {len(rows)} examples, {task.epochs} epochs, {t.num_workers} worker(s)"
+        f"{' with GPUs' if t.use_gpu else ''}{', shuffled every epoch' if t.shuffle else ''}")
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"the {stream} stream's training reported no checkpoint")
@@ -150,25 +158,47 @@ def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stored: tu
     return manifest
 
 
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The shuffle seed of one worker's epoch: a function of the run's seed, the epoch and the
+    rank only (so a resumed run shuffles its epochs as an uninterrupted one; ranks differ so that
+    equal-sized shards are not permuted alike)."""
+    # 32 bits: older Ray versions hand the seed to numpy's RandomState, which takes no more
+    return int(np.random.SeedSequence([seed % 2**64, epoch, rank]).generate_state(1)[0])
+
+
+def iter_batches_kwargs(task: StreamTask, train: TrainSettings, epoch: int, rank: int, n_rows: int) -> dict[str, Any]:
+    """Keyword arguments of `DataIterator.iter_batches` for one epoch of `task` on a worker whose
+    shard holds at most `n_rows` rows.
+
+    With `train.shuffle`, a full shuffle of the shard: Ray's local shuffle buffer yields nothing
+    until it holds `local_shuffle_buffer_size` rows or the shard is exhausted, so a buffer as
+    large as the whole dataset permutes the whole shard at once. Ray raises a buffer smaller than
+    the batch size to the batch size; ours is at least that already. Without shuffling, exactly
+    the arguments the loop passed before shuffling existed (the same batches in the same order).
+    """
+    kwargs: dict[str, Any] = {"batch_size": task.batch_size, "batch_format": task.batch_format}
+    if train.shuffle:
+        kwargs["local_shuffle_buffer_size"] = max(n_rows, task.batch_size, 1)
+        kwargs["local_shuffle_seed"] = epoch_seed(train.seed, epoch, rank)
+    return kwargs
+
+
 def _train_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker."""
     import ray.train
     import ray.train.torch
 
     from ameli_ray.disambiguation.checkpoint import save_checkpoint
-    from ameli_ray.disambiguation.training import (
-        build_optimizer, build_stream, image_step_loss, text_step_loss, unwrap,
-    )
 
-    stream: str = loop_config["stream"]
-    config: AmeliConfig = loop_config["config"]
+    task: StreamTask = loop_config["task"]
+    config = task.config
     t = config.train
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(t.threads or max(1, math.ceil(t.cpus_per_worker)))
     torch.manual_seed(t.seed)  # the same initial weights on every worker
-    model = build_stream(stream, config, loop_config["image_dim"], ObjectStore(config.s3))
-    optimizer = build_optimizer(stream, model, t)
+    model = task.build_model(ObjectStore(config.s3))
+    optimizer = task.build_optimizer(model)
     start_epoch, history, resumed_from = 0, [], None
     manifest = _resume(model, optimizer, loop_config.get("stored_checkpoint"))
     if manifest is not None:
@@ -176,26 +206,18 @@ def _train_loop(loop_config: dict) -> None:
         history = list(manifest.get("info", {}).get("history", []))
     device = ray.train.torch.get_device()
     if world > 1:
-        # the text stream's missing-slot vector is not used by every batch
-        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": stream == "text"})
+        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=task.ddp_kwargs)
     else:
         model = model.to(device)
     _optimizer_to(optimizer, device)
     shard = ray.train.get_dataset_shard("train")
-    batch_size = t.text_batch_mentions if stream == "text" else t.image_batch
-    epochs = loop_config["epochs"]
+    epochs = task.epochs
     for epoch in range(start_epoch, epochs):
         model.train()
         started = time.perf_counter()
         total, steps, samples = 0.0, 0, 0
-        for batch in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow" if stream == "text" else "numpy"):
-            if stream == "text":
-                rows = batch.to_pylist()
-                loss = text_step_loss(model, rows, config, device)
-                n = len(rows)
-            else:
-                loss = image_step_loss(model, batch, config, device, gather=True)
-                n = len(batch["group"])
+        for batch in shard.iter_batches(**iter_batches_kwargs(task, t, epoch, rank, loop_config["n_rows"])):
+            loss, n = task.training_forward(model, batch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -215,7 +237,7 @@ def _train_loop(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(
                     directory, unwrap(model), optimizer, epoch=epoch + 1, step=steps, metrics=metrics,
-                    info={"stream": stream, "history": history, "resumed_from_epoch": resumed_from, "workers": world},
+                    info={"stream": task.name, "history": history, "resumed_from_epoch": resumed_from, "workers": world},
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
         else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+
 import numpy as np
 
-from ameli_ray.config import AmeliConfig
-from ameli_ray.encoders import ImageEncoder, TextEncoder
 from ameli_ray.attributes.evidence import read_text, wants_entity_ocr
 from ameli_ray.attributes.ocr import make_ocr_engine
+from ameli_ray.config import AmeliConfig
+from ameli_ray.encoders import ImageEncoder, TextEncoder
 from ameli_ray.encoders.image import embed_loaded, load_image_lists
 from ameli_ray.kb.assets import KnowledgeBase, assemble_kb
 from ameli_ray.schema import Entity

@@ -32,6 +32,7 @@ from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.schema import Candidate
 
+
 @dataclass
 class MentionQuery:
     text: str

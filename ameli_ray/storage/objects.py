@@ -110,7 +110,8 @@ class ObjectStore:
 
     # -- operations --------------------------------------------------------------------------
     def _call(self, what: str, uri: str, fn):
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
             return fn()

@@ -5,7 +5,12 @@ import torch
 
 from ameli_ray.config import TextStreamSettings
 from ameli_ray.disambiguation.examples import (
-    collate_text, image_examples, mention_inputs, n_slots, text_example, training_candidates,
+    collate_text,
+    image_examples,
+    mention_inputs,
+    n_slots,
+    text_example,
+    training_candidates,
 )
 from ameli_ray.disambiguation.match_features import n_match_features
 from ameli_ray.schema import Entity, Mention

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load, save
+from safetensors.torch import load, save, save_file
 
 from ameli_ray.config import ImageStreamSettings
-from ameli_ray.disambiguation.image_stream import ImageAdapter, ImageStream
+from ameli_ray.disambiguation.image_stream import ADAPTER_FILE, ImageAdapter, ImageStream
 from ameli_ray.disambiguation.losses import contrastive_loss
+from ameli_ray.errors import ConfigError, InputFormatError
 
 
 def _unit(n: int, d: int, seed: int) -> torch.Tensor:
@@ -71,6 +72,70 @@ def test_state_dict_round_trip_through_safetensors():
         assert restored.logit_scale.item() == 3.0
     with pytest.raises(RuntimeError):  # a different bottleneck does not load silently
         ImageStream.from_state_dict(state, ImageStreamSettings(reduction=4))
+
+
+def _trained_looking(settings: ImageStreamSettings, dim: int = 24) -> ImageStream:
+    torch.manual_seed(5)
+    stream = ImageStream(dim, settings)
+    with torch.no_grad():
+        stream.logit_scale.fill_(3.0)
+    return stream
+
+
+def _same_outputs(a: ImageStream, b: ImageStream) -> None:
+    photos, images, owner = _unit(2, a.dim, 3).numpy(), _unit(4, a.dim, 4).numpy(), np.array([0, 1, 1, 2])
+    np.testing.assert_array_equal(a.score_candidates(photos, images, owner, 3), b.score_candidates(photos, images, owner, 3))
+    assert a.logit_scale.item() == b.logit_scale.item()
+
+
+def test_save_load_round_trip(tmp_path):
+    settings = ImageStreamSettings(reduction=2, residual_ratio=0.3)
+    stream = _trained_looking(settings)
+    path = stream.save(tmp_path / "model")
+    # one safetensors file, the name the model layout has always used (no pickle anywhere)
+    assert path == tmp_path / "model" / ADAPTER_FILE == tmp_path / "model" / "image_adapter.safetensors"
+    assert [p.name for p in (tmp_path / "model").iterdir()] == [ADAPTER_FILE]
+    for loaded in (ImageStream.load(tmp_path / "model", settings), ImageStream.load(tmp_path / "model")):
+        assert loaded.dim == 24 and loaded.settings == settings  # the saved settings by default
+        _same_outputs(loaded, stream)
+        assert loaded.adapter.ratio == 0.3  # not a weight: it comes from the settings
+
+
+def test_load_refuses_settings_that_change_what_the_weights_compute(tmp_path):
+    _trained_looking(ImageStreamSettings(reduction=2, residual_ratio=0.3)).save(tmp_path)
+    with pytest.raises(ConfigError, match="residual_ratio=0.3"):
+        ImageStream.load(tmp_path, ImageStreamSettings(reduction=2, residual_ratio=0.2))
+    with pytest.raises(ConfigError, match="reduction=2"):
+        ImageStream.load(tmp_path, ImageStreamSettings(reduction=4, residual_ratio=0.3))
+    # the initial temperature is no such setting: the logit scale is a weight
+    loaded = ImageStream.load(tmp_path, ImageStreamSettings(reduction=2, residual_ratio=0.3, init_temperature=0.5))
+    assert loaded.logit_scale.item() == 3.0
+
+
+def test_load_reads_files_written_before_settings_were_saved(tmp_path):
+    settings = ImageStreamSettings(reduction=2, residual_ratio=0.3)
+    stream = _trained_looking(settings)
+    # what write_model wrote before ImageStream.save: the bare state dict, no metadata
+    save_file({k: v.detach().contiguous() for k, v in stream.state_dict().items()}, str(tmp_path / ADAPTER_FILE))
+    _same_outputs(ImageStream.load(tmp_path, settings), stream)
+    with pytest.raises(ConfigError, match="give those of training"):
+        ImageStream.load(tmp_path)
+
+
+def test_load_refuses_a_missing_or_corrupted_file_clearly(tmp_path):
+    with pytest.raises(InputFormatError, match="no saved image stream"):
+        ImageStream.load(tmp_path, ImageStreamSettings())
+    path = _trained_looking(ImageStreamSettings()).save(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # an interrupted copy
+    with pytest.raises(InputFormatError, match="not a readable safetensors file"):
+        ImageStream.load(tmp_path, ImageStreamSettings())
+    path.write_bytes(b"\x80\x04not safetensors at all")  # e.g. a pickle
+    with pytest.raises(InputFormatError, match="not a readable safetensors file"):
+        ImageStream.load(tmp_path, ImageStreamSettings())
+    save_file({"something.else": torch.zeros(3)}, str(path))  # readable, but not an image stream
+    with pytest.raises(InputFormatError, match="not the weights of an image stream"):
+        ImageStream.load(tmp_path, ImageStreamSettings())
 
 
 def _confusable_pairs(n: int, rotation: torch.Tensor, gen: torch.Generator, signal: int = 8):

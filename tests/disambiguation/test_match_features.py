@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from ameli_ray.disambiguation.match_features import (
-    CANDIDATE_FEATURES, SLOT_FEATURES, match_features, n_match_features,
+    CANDIDATE_FEATURES,
+    SLOT_FEATURES,
+    match_features,
+    n_match_features,
 )
 from ameli_ray.schema import Entity
 

@@ -26,6 +26,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from ameli_ray.config import AmeliConfig, RaySettings
     from ameli_ray.distributed.runtime import start_ray, stop_ray
+    from ameli_ray.disambiguation.tasks import ImageTask
     from ameli_ray.distributed.train import train_stream
 
     endpoint, model_root, out = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -37,7 +38,7 @@ SCRIPT = textwrap.dedent(
     rows = [{"photo": rng.standard_normal(16).astype(np.float32), "product_image": rng.standard_normal(16).astype(np.float32),
              "group": i % 40} for i in range(128)]
     start_ray(config.ray)
-    outcome = train_stream("image", rows, config, model_root, image_dim=16)
+    outcome = train_stream(ImageTask(config, image_dim=16), rows, model_root)
     stop_ray()
     json.dump({"history": outcome.history, "resumed_from_epoch": outcome.resumed_from_epoch}, open(out, "w"))
     """
