@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings
-from ameli_ray.disambiguation.image_stream import ImageStream
+from ameli_ray.disambiguation.image_stream import ADAPTER_FILE, ImageStream
 from ameli_ray.disambiguation.model import (
-    IMAGE_FILE,
     MODEL_FORMAT_VERSION,
     ModelManifest,
     load_model,
@@ -51,7 +50,7 @@ def test_roundtrip_and_update_fusion(adapter_model, s3_store):
     model = load_model(root, s3_store, DisambiguationSettings())  # through LATEST
     assert model.manifest.fusion == tuned and model.manifest.training == {"seconds": 1.0}
     assert model.manifest.format_version == MODEL_FORMAT_VERSION == 2
-    assert set(model.manifest.files) == {IMAGE_FILE} and model.manifest.files[IMAGE_FILE].bytes > 0
+    assert set(model.manifest.files) == {ADAPTER_FILE} and model.manifest.files[ADAPTER_FILE].bytes > 0
     assert model.text is None
     for name, tensor in image.state_dict().items():
         assert torch.equal(model.image.state_dict()[name], tensor)
@@ -61,15 +60,15 @@ def test_a_corrupted_file_is_refused_and_a_corrupted_cache_refetched(adapter_mod
     _, version_uri, _ = adapter_model
     settings = DisambiguationSettings()
     load_model(version_uri, s3_store, settings)
-    cached = next((tmp_path / "cache" / "disambiguation").glob(f"*/{IMAGE_FILE}"))
+    cached = next((tmp_path / "cache" / "disambiguation").glob(f"*/{ADAPTER_FILE}"))
     good = cached.read_bytes()
     cached.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
     load_model(version_uri, s3_store, settings)  # the cached copy no longer matches: fetched again
     assert cached.read_bytes() == good
-    uri = join_uri(version_uri, IMAGE_FILE)
+    uri = join_uri(version_uri, ADAPTER_FILE)
     s3_store.write_bytes(uri, good[:-1] + bytes([good[-1] ^ 1]))
     cached.unlink()
-    with pytest.raises(ChecksumMismatch, match=f"{IMAGE_FILE}: sha256 .* — retrain or re-upload it"):
+    with pytest.raises(ChecksumMismatch, match=f"{ADAPTER_FILE}: sha256 .* — retrain or re-upload it"):
         load_model(version_uri, s3_store, settings)
 
 
