@@ -62,3 +62,20 @@ def test_the_probe_would_catch_a_ray_import():
 def test_the_cli_starts_without_heavy_stacks(heavy):
     # `ameli-ray config` or `--help` must not pay for torch (seconds) before it says anything
     assert first_importer(["ameli_ray.cli", "ameli_ray.config"], heavy)["culprit"] is None
+
+
+def test_only_the_factory_assembles_a_linker():
+    """`linker.load_linker` is the one place the parts meet (KB, encoders, disambiguator), so the
+    compatibility checks cannot be skipped by a runner that wires them itself."""
+    import ast
+
+    parts = {"Linker", "MentionEncoder", "Disambiguator"}
+    root = Path(ameli_ray.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "linker.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in parts:
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []
