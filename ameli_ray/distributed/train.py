@@ -6,7 +6,8 @@ The loop does not know which stream it trains: a `StreamTask` (`ameli_ray.disamb
 gives the model, optimizer, loss, epochs, batching and DDP options; the stream's name only names
 the run, its checkpoint folder and the messages.
 
-Shuffling (`train.shuffle`): every epoch each worker shuffles its whole shard with a seed derived
+Shuffling (`train.shuffle`: the streams named there, the image stream by default): every epoch each
+worker shuffles its whole shard with a seed derived
 from `train.seed`, the epoch and its rank, so the order of an epoch depends on nothing else and a
 resumed run sees the orders an uninterrupted one would have.
 
@@ -101,7 +102,7 @@ def train_stream(task: StreamTask, rows: list[dict], model_root: str, *, say=lam
         datasets={"train": ray.data.from_items(rows)},
     )
     say(f"training the {stream} stream: {len(rows)} examples, {task.epochs} epochs, {t.num_workers} worker(s)"
-        f"{' with GPUs' if t.use_gpu else ''}{', shuffled every epoch' if t.shuffle else ''}")
+        f"{' with GPUs' if t.use_gpu else ''}{', shuffled every epoch' if stream in t.shuffle else ''}")
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"the {stream} stream's training reported no checkpoint")
@@ -170,14 +171,14 @@ def iter_batches_kwargs(task: StreamTask, train: TrainSettings, epoch: int, rank
     """Keyword arguments of `DataIterator.iter_batches` for one epoch of `task` on a worker whose
     shard holds at most `n_rows` rows.
 
-    With `train.shuffle`, a full shuffle of the shard: Ray's local shuffle buffer yields nothing
+    For a stream named in `train.shuffle`, a full shuffle of the shard: Ray's local shuffle buffer yields nothing
     until it holds `local_shuffle_buffer_size` rows or the shard is exhausted, so a buffer as
     large as the whole dataset permutes the whole shard at once. Ray raises a buffer smaller than
     the batch size to the batch size; ours is at least that already. Without shuffling, exactly
     the arguments the loop passed before shuffling existed (the same batches in the same order).
     """
     kwargs: dict[str, Any] = {"batch_size": task.batch_size, "batch_format": task.batch_format}
-    if train.shuffle:
+    if task.name in train.shuffle:
         kwargs["local_shuffle_buffer_size"] = max(n_rows, task.batch_size, 1)
         kwargs["local_shuffle_seed"] = epoch_seed(train.seed, epoch, rank)
     return kwargs

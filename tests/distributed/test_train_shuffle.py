@@ -80,3 +80,15 @@ def test_a_ray_data_iterator_shuffles_fully_and_reproducibly(ray_local):
     # shuffling off: the arrival order, every epoch
     assert _epoch_orders(_task(shuffle=False), range(2)) == [list(range(ROWS))] * 2
     assert np.mean([abs(p - i) for p, i in enumerate(orders[0])]) > ROWS / 5  # rows really moved
+
+
+def test_by_default_only_the_contrastive_stream_is_shuffled():
+    """The image stream's in-batch negatives need mixed batches; the text stream's per-mention
+    loss does not, and shuffling it cost dev accuracy (BENCHMARKS.md, issue 9)."""
+    config = AmeliConfig()
+    assert config.train.shuffle == ["image"]
+    assert "local_shuffle_seed" in iter_batches_kwargs(ImageTask(config, image_dim=4), config.train, 0, 0, ROWS)
+    assert "local_shuffle_seed" not in iter_batches_kwargs(TextTask(config), config.train, 0, 0, ROWS)
+    assert AmeliConfig.load(None, ["train.shuffle=true"]).train.shuffle == ["text", "image"]
+    assert AmeliConfig.load(None, ["train.shuffle=false"]).train.shuffle == []
+    assert AmeliConfig.load(None, ["train.shuffle=[text]"]).train.shuffle == ["text"]
