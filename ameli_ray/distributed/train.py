@@ -6,10 +6,10 @@ The loop does not know which stream it trains: a `StreamTask` (`ameli_ray.disamb
 gives the model, optimizer, loss, epochs, batching and DDP options; the stream's name only names
 the run, its checkpoint folder and the messages.
 
-Shuffling (`train.shuffle`: the streams named there, the image stream by default): every epoch each
-worker shuffles its whole shard with a seed derived
-from `train.seed`, the epoch and its rank, so the order of an epoch depends on nothing else and a
-resumed run sees the orders an uninterrupted one would have.
+Shuffling (`train.shuffle`: the streams named there, the image stream by default): every epoch
+each worker shuffles its whole shard with a seed derived from `train.seed`, the epoch and its
+rank, so the order of an epoch depends on nothing else and a resumed run sees the orders an
+uninterrupted one would have.
 
 Resuming: the run's name is fixed per model and stream, so re-running the same command after a
 crash (driver, node or cluster) finds the run's checkpoints and continues from the newest;
