@@ -299,3 +299,9 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
         if not isinstance(node, dict):
             raise ValueError(f"cannot set {'.'.join(keys)}: {key} is not a section")
     node[keys[-1]] = value
+
+
+def with_model(config: AmeliConfig, model_uri: str | None) -> AmeliConfig:
+    """The configuration that links with the disambiguation model at `model_uri`; None: retrieval
+    and the attribute filter alone (what training's candidate retrieval runs)."""
+    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": model_uri})})

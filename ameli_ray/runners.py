@@ -17,14 +17,13 @@ import contextlib
 import io
 from typing import TYPE_CHECKING, ContextManager, Literal, Protocol
 
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.schema import Entity, LinkResult, Mention
 from ameli_ray.storage import ObjectStore, join_uri
 
 if TYPE_CHECKING:
     from ameli_ray.disambiguation.model import MentionEvidence
     from ameli_ray.kb.assets import KnowledgeBase
-    from ameli_ray.linker import LoadedLinker
 
 Engine = Literal["ray", "local"]
 ENGINES: tuple[str, ...] = ("ray", "local")
@@ -42,8 +41,11 @@ class Runner(Protocol):
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         """Links `mentions` against the KB version `kb_uri`; parquet parts under `out_uri`."""
 
-    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention]) -> list[tuple[LinkResult, "MentionEvidence"]]:
-        """Retrieval + attribute filter (no disambiguation) and the evidence of each mention, in order."""
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None,
+                 ) -> list[tuple[LinkResult, "MentionEvidence"]]:
+        """Retrieval + attribute filter (no disambiguation) and the evidence of each mention, in
+        order. `kb`: the KB of `kb_uri` when the caller already holds it (training does), which an
+        in-process runner uses instead of reading it again; Ray actors load their own."""
 
 
 def make_runner(engine: "str | Runner") -> Runner:
@@ -60,20 +62,10 @@ def make_runner(engine: "str | Runner") -> Runner:
     raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
-def without_model(config: AmeliConfig) -> AmeliConfig:
-    """Retrieval alone: the configuration with no disambiguation model."""
-    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": None})})
-
-
 class LocalRunner:
-    """Everything in this process: tests, small corpora, benchmarks of the core. KB versions are
-    immutable, so the last linker loaded is kept for the next call over the same version and
-    settings (`evaluate` links, then re-links for the ablations)."""
+    """Everything in this process: tests, small corpora, benchmarks of the core."""
 
     name = "local"
-
-    def __init__(self) -> None:
-        self._loaded: tuple[tuple, LoadedLinker] | None = None
 
     def session(self, config: AmeliConfig) -> ContextManager[None]:
         return contextlib.nullcontext()
@@ -83,30 +75,23 @@ class LocalRunner:
 
         return build_kb_in_process(entities, config, ObjectStore(config.s3), name)
 
-    def linker(self, config: AmeliConfig, kb_uri: str) -> LoadedLinker:
-        from ameli_ray.linker import load_linker
-
-        key = (kb_uri, config.model_dump_json())
-        if self._loaded is None or self._loaded[0] != key:
-            self._loaded = None  # let the old one go before the new one is loaded
-            self._loaded = (key, load_linker(config, kb_uri))
-        return self._loaded[1]
-
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ameli_ray.linker import link_result_row
+        from ameli_ray.linker import link_result_row, load_linker
         from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
 
-        rows = [link_result_row(r) for r in self.linker(config, kb_uri).link(mentions)]
+        rows = [link_result_row(r) for r in load_linker(config, kb_uri).link(mentions)]
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA), buf)
         store = ObjectStore(config.s3)
         store.ensure_bucket(out_uri)
         store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
 
-    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention]):
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None):
+        from ameli_ray.linker import load_linker
+
         if not mentions:
             return []
-        return self.linker(without_model(config), kb_uri).retrieve(mentions)
+        return load_linker(with_model(config, None), kb or kb_uri).retrieve(mentions)

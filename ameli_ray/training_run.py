@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.disambiguation.model import MentionEvidence
 from ameli_ray.errors import InputFormatError
 from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb, read_manifest
@@ -31,14 +31,11 @@ class Retrieved:
     evidence: MentionEvidence
 
 
-def retrieve(config: AmeliConfig, kb_uri: str, mentions: list[Mention], engine: "Engine | Runner") -> list[Retrieved]:
-    """Candidates and evidence of each mention, in the order given (no disambiguation model)."""
-    return [Retrieved(r, e) for r, e in make_runner(engine).retrieve(config, kb_uri, mentions)]
-
-
-def with_model(config: AmeliConfig, model_uri: str) -> AmeliConfig:
-    """The configuration that links with the disambiguation model at `model_uri`."""
-    return config.model_copy(update={"disambiguation": config.disambiguation.model_copy(update={"model": model_uri})})
+def retrieve(config: AmeliConfig, kb: KnowledgeBase, kb_uri: str, mentions: list[Mention], engine: "Engine | Runner",
+             ) -> list[Retrieved]:
+    """Candidates and evidence of each mention, in the order given (no disambiguation model).
+    `kb` is the loaded `kb_uri`: the in-process runner uses it, Ray actors load their own."""
+    return [Retrieved(r, e) for r, e in make_runner(engine).retrieve(config, kb_uri, mentions, kb)]
 
 
 def _cap(mentions: list[Mention], limit: int | None) -> list[Mention]:
@@ -121,7 +118,7 @@ def train_model(
     train_mentions = _cap(train_mentions, config.train.max_train_mentions)
     say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
     # one pass for both (one set of actors, one encoder)
-    items = retrieve(config, kb_uri, train_mentions + dev_mentions, engine)
+    items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine)
     train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
     retrieve_seconds = time.perf_counter() - started
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),

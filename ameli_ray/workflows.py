@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.errors import InputFormatError
 from ameli_ray.evaluation import linking_metrics
 from ameli_ray.formats import read_entities, read_mentions
@@ -27,7 +27,6 @@ from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
 from ameli_ray.storage.versioned import check_new_version
-from ameli_ray.training_run import with_model
 
 REJECTED = "_rejected.jsonl"
 Say = Callable[[str], None]

@@ -93,7 +93,7 @@ def write_model(
             image.save(tmp)  # image_adapter.safetensors at the version's root
         for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
             files[path.relative_to(tmp).as_posix()] = path.read_bytes()
-    return write_version(root_uri, store, files, manifest, version=version, point_latest=point_latest)[0]
+    return write_version(root_uri, store, files, manifest, version=version, latest=point_latest)[0]
 
 
 def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, training: dict[str, Any],

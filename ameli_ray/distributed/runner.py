@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.distributed.runtime import ray_session
-from ameli_ray.runners import without_model
 from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage import ObjectStore
 
@@ -30,11 +29,12 @@ class RayDataRunner:
         with self.session(config):
             link_with_ray(mentions, kb_uri, out_uri, config, ObjectStore(config.s3))
 
-    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention]):
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb=None):
+        """`kb` is not used: each retrieval actor loads the KB version itself."""
         from ameli_ray.distributed.data import retrieve_with_ray
 
         if not mentions:
             return []
         with self.session(config):
-            by_id = {e.mention.id: (r, e) for r, e in retrieve_with_ray(mentions, kb_uri, without_model(config))}
+            by_id = {e.mention.id: (r, e) for r, e in retrieve_with_ray(mentions, kb_uri, with_model(config, None))}
         return [by_id[m.id] for m in mentions]

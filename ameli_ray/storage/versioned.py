@@ -83,10 +83,10 @@ def check_new_version(root_uri: str, version: str, store: ObjectStore) -> str:
 
 def write_version(
     root_uri: str, store: ObjectStore, files: dict[str, bytes], manifest: M, *,
-    version: str | None = None, point_latest: bool = True,
+    version: str | None = None, latest: bool = True,
 ) -> tuple[str, M]:
     """Writes `files` as a new version under `root_uri`, then its manifest (a copy of `manifest`
-    with the version and the sha256 and size of each file), then LATEST unless told not to.
+    with the version and the sha256 and size of each file), then LATEST unless `latest` is false.
     Returns (version URI, the manifest written)."""
     version = version or new_version()
     version_uri = check_new_version(root_uri, version, store)
@@ -97,8 +97,8 @@ def write_version(
     for name, data in files.items():
         store.write_bytes(join_uri(version_uri, name), data)
     write_manifest(version_uri, manifest, store)
-    if point_latest:
-        _point_latest(root_uri, version, store)
+    if latest:
+        point_latest(root_uri, version, store)
     return version_uri, manifest
 
 
@@ -113,9 +113,6 @@ def point_latest(root_uri: str, version: str, store: ObjectStore) -> None:
     if not store.exists(join_uri(root_uri, version, MANIFEST)):
         raise ObjectNotFound(f"cannot point {join_uri(root_uri, LATEST)} at {version}: it has no {MANIFEST}")
     store.write_text(join_uri(root_uri, LATEST), version + "\n")
-
-
-_point_latest = point_latest  # write_version's keyword of the same name hides it there
 
 
 def resolve_version(uri: str, store: ObjectStore, what: str) -> str:

@@ -165,7 +165,7 @@ def test_a_manifest_of_another_format_is_refused(tmp_path):
 
 def test_latest_only_points_at_a_complete_version(tmp_path):
     store = ObjectStore()
-    _, manifest = write_version(str(tmp_path), store, FILES, toy(), point_latest=False)
+    _, manifest = write_version(str(tmp_path), store, FILES, toy(), latest=False)
     with pytest.raises(ObjectNotFound, match="no toy at"):
         read_all(str(tmp_path), store)  # not LATEST yet
     store.write_bytes(str(tmp_path / "v-half" / "a.bin"), b"x")  # files without a manifest
