@@ -67,6 +67,31 @@ def _print_metrics(metrics: dict, title: str) -> None:
     from ameli_ray.evaluation import metrics_table
 
     Console().print(metrics_table(metrics, title))
+    for line in _summary_lines(metrics):
+        _say(line)
+
+
+def _summary_lines(metrics: dict) -> list[str]:
+    """What the flat table cannot show: intervals over folds, the baseline, the confidence."""
+    lines = []
+    folds = metrics.get("folds")
+    if folds:
+        for key in ("accuracy", "recall@10", "disambiguation_f1", "nil_precision", "nil_recall", "baseline_char_tfidf_accuracy"):
+            pooled = folds["pooled"].get(key)
+            if pooled:
+                per = folds["per_fold_summary"].get(key if key != "baseline_char_tfidf_accuracy" else "", {}).get("per_fold")
+                lo, hi = pooled["ci95"]
+                lines.append(f"{key}: {pooled['value']:.3f} (95% CI {lo:.3f}-{hi:.3f})"
+                             + (f"; folds {', '.join(f'{v:.3f}' for v in per)}" if per else ""))
+    baseline = (metrics.get("baseline") or {}).get("char_tfidf")
+    if baseline and not folds:
+        lines.append(f"char n-gram TF-IDF baseline: top-1 {baseline['accuracy']:.3f} on the same mentions")
+    cal = metrics.get("calibration")
+    if cal:
+        cov = cal["coverage_at_precision"]
+        lines.append(f"confidence ({cal.get('method') or 'calibrated'}): ECE {cal['ece']:.3f}; coverage at 95% precision "
+                     f"{cov['0.95']:.0%}, at 99% {cov['0.99']:.0%}")
+    return lines
 
 
 @app.command("config")
@@ -157,21 +182,29 @@ def evaluate(
     dev_mentions: Annotated[Optional[str], typer.Option(help="labelled mentions to tune fusion and the no-match threshold on")] = None,
     ablations: Annotated[bool, typer.Option(help="also compute the paper's ablation rows")] = True,
     train: Annotated[bool, typer.Option(help="--no-train: retrieval and the attribute filter only, all mentions scored")] = True,
+    folds: Annotated[Optional[int], typer.Option(min=2, help="K-fold cross-validation: one model per fold, every mention scored once")] = None,
+    nil_products: Annotated[Optional[float], typer.Option(
+        min=0.0, max=0.9, help="hold out this share of the linked products from the KB; their reviews become 'no matching product' "
+        "test reviews that training and dev never see")] = None,
+    report: Annotated[bool, typer.Option(help="also write WORKDIR/report.html (charts, examples, errors by attribute type)")] = True,
     engine: EngineOpt = "ray",
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Build a KB, train the disambiguation model (Ray Train), link the mentions with the full
-    pipeline, print the metrics and write WORKDIR/metrics.json.
+    pipeline, print the metrics and write WORKDIR/metrics.json and WORKDIR/report.html.
 
     Without --train-mentions/--dev-mentions the mentions are split 60/20/20 (by id hash) and only
-    the held-out 20% is scored. With `--set disambiguation.model=URI` no training happens."""
+    the held-out 20% is scored; with --folds K every mention is scored once, by the model of the
+    fold that did not train on it, with 95% bootstrap intervals. With `--set
+    disambiguation.model=URI` no training happens."""
     from ameli_ray import workflows
 
     cfg = _config(config, set_)
     metrics = workflows.evaluate(
         cfg, entities, mentions, str(workdir), images_uri=images, train_mentions_uri=train_mentions,
         dev_mentions_uri=dev_mentions, ablations=ablations, train=train, engine=_engine(engine), say=_say,  # type: ignore[arg-type]
+        folds=folds, nil_products=nil_products or None, report=report,
     )
     _print_metrics(metrics, f"evaluate: {mentions}")
     _say(f"metrics written to {workdir / 'metrics.json'}")

@@ -153,7 +153,12 @@ class ImageStreamSettings(_Section):
 class FusionSettings(_Section):
     top_n: int = Field(10, ge=1, description="candidates of the retrieval ranking that are disambiguated")
     grid_step: float = Field(0.1, gt=0, le=0.5, description="step of the (retrieval, text, image) weight grid")
-    nil: bool = Field(True, description="calibrate a 'no matching product' threshold when dev has such mentions")
+    nil: bool = Field(True, description="answer 'no matching product' when the answer's calibrated confidence is too low")
+    target_precision: float | None = Field(
+        None, gt=0, le=1,
+        description="withhold (answer 'no matching product') the least confident answers until the rest reach this "
+        "precision on dev; None: only when dev has no-match reviews, at the threshold most accurate over them",
+    )
     min_gain: float = Field(
         0.01, ge=0, le=1,
         description="dev accuracy a setting with less retrieval weight must gain to be preferred (guards small dev sets)",

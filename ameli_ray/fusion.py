@@ -3,8 +3,11 @@
 Each of a mention's first `top_n` candidates has three scores: retrieval (the fused retrieval
 score), text (a cross-encoder logit) and image (an adapted cosine). As in the AMELI paper they
 are mixed linearly, `a*retrieval + b*text + (1-a-b)*image`, with (a, b) grid-searched on dev;
-then the attribute filter picks the best uncontradicted candidate. We add a NIL answer: when the
-answer's fused score is below a threshold calibrated on dev, the answer is "no matching product".
+then the attribute filter picks the best uncontradicted candidate. Each answer then gets a
+confidence, the probability that it is right, from a calibrator fitted on the dev answers
+(`ameli_ray.calibration`), and the "no matching product" answer is decided on that confidence: below
+the threshold that reaches `fusion.target_precision` on dev (or, with no target, the one that is
+most accurate over dev's own no-match reviews), the answer is withheld.
 
 Scores are standardised with one affine map per stream (dev mean and std over all candidates),
 not per mention: per-mention z-scores would make every mention's best candidate look equally
@@ -20,13 +23,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from ameli_ray.calibration import Calibrator, answer_features, fit_calibrator, threshold_for_precision
 from ameli_ray.config import FusionSettings
 
 STREAMS = ("retrieval", "text", "image")
 _STD_FLOOR = 1e-6  # a constant stream (e.g. a dummy text model) must not divide by zero
-_CHUNK_ELEMENTS = 4_000_000  # bounds the (grid x mentions x candidates) block fit_fusion holds at once
+_CHUNK_ELEMENTS = 4_000_000
+GATES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # the gate strengths tried on dev
+_MARGIN_CAP = 5.0  # a stream's margin counts up to 5 standard deviations: one outlier must not take all the weight  # bounds the (grid x mentions x candidates) block fit_fusion holds at once
 
 
 @dataclass
@@ -55,10 +61,18 @@ class FusionModel(BaseModel):
 
     weights: dict[str, float]
     standardisation: dict[str, tuple[float, float]]  # stream -> (mean, std) over dev candidates
-    nil_threshold: float | None = None  # None: never answer "no matching product"
+    # the answer's calibrated confidence (None: no calibrator, e.g. a model from before calibration)
+    calibration: Calibrator | None = None
+    confidence_threshold: float | None = None  # answer "no matching product" below it; None: never
+    target_precision: float | None = None  # what the threshold was chosen for (None: dev accuracy)
+    target_reached: bool | None = None  # on dev; False: the most precise cut was taken instead
     # answer "no matching product" when the review's attributes contradict every candidate the
     # filter may reach (the review names a variant the KB lacks); chosen on dev
     nil_if_contradicted: bool = False
+    # per-review gate: each stream's weight is scaled by exp(gate * its own margin on this review)
+    # (how far its top candidate is ahead of its second, in standardised units), then renormalised;
+    # 0 = the fixed dev-tuned weights. Fitted on dev and kept only when it gains min_gain there.
+    gate: float = Field(0.0, ge=0)
     filter: bool = True
     filter_depth: int = 10
     dev: dict[str, float] = {}
@@ -87,18 +101,30 @@ def fuse(scores: StreamScores, model: FusionModel) -> np.ndarray:
     """The fused score of each candidate (see `_fuse_grid` for missing streams)."""
     if len(scores) == 0:
         return np.zeros(0)
-    x, present, _ = _prepare([scores], model.standardisation, _active(model.weights[s] > 0 for s in STREAMS))
+    x, present, valid = _prepare([scores], model.standardisation, _active(model.weights[s] > 0 for s in STREAMS))
     w = np.array([[model.weights[s] for s in STREAMS]])
-    return _fuse_grid(x, present, w)[0, 0]
+    return _fuse_grid(x, present, w, _margins(x, valid) if model.gate else None, model.gate)[0, 0]
 
 
-def answer(fused: np.ndarray, contradicted: np.ndarray, model: FusionModel) -> tuple[int | None, bool]:
-    """(index of the answer in the candidate list or None for NIL, whether the filter passed over
-    a higher-ranked contradicted candidate). Mirrors the linker's attribute filter, on the fused
-    ranking: the best uncontradicted candidate within filter_depth, the top one if all are."""
+@dataclass
+class Decision:
+    """One mention's answer: `index` of the answer in the candidate list (None = no matching
+    product), `best` the candidate it would be without the no-match rules, `filtered` whether the
+    attribute filter passed over a higher-ranked contradicted candidate, `confidence` the
+    calibrated probability that `best` is right (None without a calibrator)."""
+
+    index: int | None
+    best: int | None
+    filtered: bool
+    confidence: float | None
+
+
+def decide(fused: np.ndarray, contradicted: np.ndarray, model: FusionModel) -> Decision:
+    """Mirrors the linker's attribute filter, on the fused ranking: the best uncontradicted
+    candidate within filter_depth, the top one if all are; then the no-match rules."""
     fused = np.asarray(fused, dtype=np.float64)
     if fused.size == 0:
-        return None, False
+        return Decision(None, None, False, None)
     order = np.argsort(-fused, kind="stable")  # ties keep retrieval order
     pick, filtered = int(order[0]), False
     if model.filter:
@@ -106,12 +132,22 @@ def answer(fused: np.ndarray, contradicted: np.ndarray, model: FusionModel) -> t
             if not contradicted[i]:
                 pick, filtered = int(i), bool(i != order[0])
                 break
+    confidence = None
+    if model.calibration is not None:
+        features = answer_features([fused], [pick], [bool(contradicted[pick])])
+        confidence = float(model.calibration.confidence(features)[0])
     # `filtered` is kept on NIL too: it says why the answer was weak (the top was contradicted)
-    if model.nil_if_contradicted and model.filter and contradicted[pick]:
-        return None, filtered
-    if model.nil_threshold is not None and fused[pick] < model.nil_threshold:
-        return None, filtered
-    return pick, filtered
+    nil = (model.nil_if_contradicted and model.filter and bool(contradicted[pick])) or (
+        model.confidence_threshold is not None and confidence is not None and confidence < model.confidence_threshold
+    )
+    return Decision(None if nil else pick, pick, filtered, confidence)
+
+
+def answer(fused: np.ndarray, contradicted: np.ndarray, model: FusionModel) -> tuple[int | None, bool]:
+    """(index of the answer in the candidate list or None for NIL, whether the filter passed over
+    a higher-ranked contradicted candidate): `decide` without the confidence."""
+    d = decide(fused, contradicted, model)
+    return d.index, d.filtered
 
 
 def fit_fusion(
@@ -123,8 +159,11 @@ def fit_fusion(
     filter_depth: int,
     streams: tuple[str, ...] = STREAMS,
 ) -> FusionModel:
-    """Grid-search the stream weights for dev accuracy over non-NIL mentions, then (if dev has NIL
-    mentions and settings.nil) the NIL threshold for accuracy over all mentions."""
+    """Grid-search the stream weights for dev accuracy over non-NIL mentions; fit the confidence
+    calibrator on the dev answers; then (with settings.nil) the no-match rules: the contradiction
+    rule when dev has NIL mentions and it earns its place, and the confidence threshold that
+    reaches settings.target_precision on dev (with no target: the most accurate one over dev's NIL
+    mentions, if it gains min_gain)."""
     if not (len(dev) == len(gold_index) == len(is_nil)):
         raise ValueError("dev, gold_index and is_nil must have one entry per mention")
     bad = [s for s in streams if s not in STREAMS]
@@ -154,34 +193,73 @@ def fit_fusion(
     eligible = accuracy >= accuracy.max() - settings.min_gain - 1e-12
     best = int(np.lexsort((-grid[:, 1], -correct, -grid[:, 0], ~eligible))[0])
     weights = {s: float(grid[best, i]) for i, s in enumerate(STREAMS)}
-    pick, score = (a[0] for a in _answers(x, present, valid, contradicted, grid[best : best + 1], filter, filter_depth))
+    # the per-review gate, against the fixed weights it starts from: only with two weighted streams
+    margins = _margins(x, valid)
+    gate_accuracy = {}
+    if (grid[best] > 0).sum() >= 2:
+        for g in GATES:
+            p, _ = _answers(x, present, valid, contradicted, grid[best : best + 1], filter, filter_depth, margins, g)
+            gate_accuracy[g] = int(((p[0] == gold) & (n_cands > 0) & ~nil).sum())
+    gate = 0.0
+    if gate_accuracy:
+        top = max(gate_accuracy, key=lambda g: (gate_accuracy[g], -g))
+        if gate_accuracy[top] - gate_accuracy[0.0] >= max(settings.min_gain * n_linkable, 1e-9):
+            gate = top
+    pick, _ = (a[0] for a in _answers(x, present, valid, contradicted, grid[best : best + 1], filter, filter_depth,
+                                      margins, gate))
     linked = (pick == gold) & (n_cands > 0) & ~nil
 
-    threshold, by_contradiction = None, False
-    if settings.nil and nil.any():
-        # the filter fell back to a contradicted answer: every reachable candidate is contradicted
-        fell_back = np.array([bool(filter) and bool(contradicted[i, p]) if n_cands[i] else False
-                              for i, p in enumerate(pick)])
-        threshold, by_contradiction = _nil_rules(score, linked, nil, fell_back, settings.min_gain)
-    abstain = (n_cands == 0) | (score < threshold if threshold is not None else False)
+    has = n_cands > 0
+    # the calibrator learns from right and wrong answers alone, so it needs no NIL mention in dev
+    fused = _fuse_grid(x, present, grid[best : best + 1], margins, gate)[0]
+    rows = np.flatnonzero(has)
+    fell_back = np.array([bool(filter) and bool(contradicted[i, p]) if n_cands[i] else False for i, p in enumerate(pick)])
+    features = answer_features([fused[i, : n_cands[i]] for i in rows], [int(pick[i]) for i in rows],
+                               [bool(contradicted[i, pick[i]]) for i in rows])
+    calibrator = fit_calibrator(features, linked[rows])
+    confidence = np.zeros(len(dev))
+    confidence[rows] = calibrator.confidence(features)
+
+    by_contradiction, threshold, reached = False, None, None
+    if settings.nil:
+        if nil.any():
+            by_contradiction = _contradiction_rule(linked, nil, fell_back, has, settings.min_gain)
+        rest = has & ~fell_back if by_contradiction else has
+        if settings.target_precision is not None:
+            # precision of the answers given, over every labelled dev mention (a NIL one answered is wrong)
+            threshold, reached = threshold_for_precision(confidence[rest], linked[rest], settings.target_precision)
+        elif nil.any():
+            threshold = _nil_threshold(confidence[rest], linked[rest], nil[rest])
+            if threshold is not None and not _gains(confidence, threshold, linked, nil, rest, settings.min_gain):
+                threshold = None  # it must buy min_gain of dev accuracy, as a stream must
+    abstain = ~has | (confidence < threshold if threshold is not None else False)
     if by_contradiction:
         abstain = abstain | fell_back
     overall = ((nil & abstain) | (linked & ~abstain)).sum()
     record = {
-        "accuracy": int(correct[best]) / n_linkable if n_linkable else 0.0,  # non-NIL, before the threshold
+        "accuracy": int(correct[best]) / n_linkable if n_linkable else 0.0,  # non-NIL, before the no-match rules
         "overall_accuracy": float(overall) / len(dev) if len(dev) else 0.0,  # all mentions, NIL answers included
         "n_mentions": float(len(dev)),
         "n_nil_mentions": float(nil.sum()),
+        "coverage": float((~abstain).sum() / len(dev)) if len(dev) else 0.0,
+        "precision": float((linked & ~abstain).sum() / max(1, int((~abstain).sum()))),
         **{f"weight_{s}": w for s, w in weights.items()},
+        "gate": gate,
+        **{f"gate_{g:g}_accuracy": c / n_linkable for g, c in gate_accuracy.items() if n_linkable},
     }
-    if threshold is not None:
+    if nil.any():
         record["nil_recall"] = float((nil & abstain).sum() / nil.sum())
+    if threshold is not None or by_contradiction:
         record["linked_accuracy_after_threshold"] = float((linked & ~abstain).sum() / n_linkable) if n_linkable else 0.0
     return FusionModel(
         weights=weights,
         standardisation=stats,
-        nil_threshold=threshold,
+        calibration=calibrator,
+        confidence_threshold=threshold,
+        target_precision=settings.target_precision if settings.nil else None,
+        target_reached=reached,
         nil_if_contradicted=by_contradiction,
+        gate=gate,
         filter=filter,
         filter_depth=filter_depth,
         dev=record,
@@ -245,7 +323,20 @@ def _prepare(
     return x, present, valid
 
 
-def _fuse_grid(x: np.ndarray, present: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _margins(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[M, S] each stream's own confidence on each review: its best candidate's standardised value
+    minus its second best's (0 with fewer than two candidates), capped at _MARGIN_CAP."""
+    if x.shape[2] < 2:
+        return np.zeros(x.shape[:2])
+    z = np.where(valid[:, None, :], x, -np.inf)
+    top2 = -np.sort(-z, axis=2)[:, :, :2]
+    with np.errstate(invalid="ignore"):  # -inf - -inf where a mention has fewer than two candidates
+        margin = np.where(np.isfinite(top2[:, :, 1]), top2[:, :, 0] - top2[:, :, 1], 0.0)
+    return np.clip(margin, 0.0, _MARGIN_CAP)
+
+
+def _fuse_grid(x: np.ndarray, present: np.ndarray, weights: np.ndarray, margins: np.ndarray | None = None,
+               gate: float = 0.0) -> np.ndarray:
     """[G, M, N] fused scores for G weightings. A stream absent for a mention drops out and the
     others are renormalised; if no weighted stream is left, the mention falls back to retrieval
     (always there in practice), and to zeros (= retrieval order) if even that is absent.
@@ -253,6 +344,8 @@ def _fuse_grid(x: np.ndarray, present: np.ndarray, weights: np.ndarray) -> np.nd
     Element-wise sums in a fixed stream order, so that `fuse` (one mention) and `fit_fusion`
     (the whole grid) get bit-identical scores and therefore identical ties."""
     use = weights[:, None, :] * present[None, :, :]  # [G, M, S]
+    if gate and margins is not None:  # gate 0 leaves the arithmetic of the fixed weights untouched
+        use = use * np.exp(gate * margins)[None, :, :]
     total = use[..., 0] + use[..., 1] + use[..., 2]
     fallback = total <= 0
     if fallback.any():
@@ -269,14 +362,14 @@ def _fuse_grid(x: np.ndarray, present: np.ndarray, weights: np.ndarray) -> np.nd
 
 def _answers(
     x: np.ndarray, present: np.ndarray, valid: np.ndarray, contradicted: np.ndarray,
-    weights: np.ndarray, filter: bool, filter_depth: int,
+    weights: np.ndarray, filter: bool, filter_depth: int, margins: np.ndarray | None = None, gate: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`answer` (without the threshold) for G weightings at once: pick [G, M] (-1 for a mention
     without candidates) and the fused score of the pick [G, M] (-inf there)."""
     if x.shape[2] == 0:  # no mention has candidates
         shape = (weights.shape[0], x.shape[0])
         return np.full(shape, -1, dtype=np.int64), np.full(shape, -np.inf)
-    fused = np.where(valid[None], _fuse_grid(x, present, weights), -np.inf)  # padding sorts last
+    fused = np.where(valid[None], _fuse_grid(x, present, weights, margins, gate), -np.inf)  # padding sorts last
     order = np.argsort(-fused, axis=-1, kind="stable")
     rank0 = np.zeros(order.shape[:2] + (1,), dtype=np.int64)
     if filter:
@@ -310,28 +403,21 @@ def _simplex(indices: list[int], step: float) -> np.ndarray:
     return np.array(points)
 
 
-def _nil_rules(
-    score: np.ndarray, linked: np.ndarray, nil: np.ndarray, fell_back: np.ndarray, min_gain: float = 0.0
-) -> tuple[float | None, bool]:
-    """Whether to answer NIL when every reachable candidate is contradicted, and the score
-    threshold for the rest. Each rule must earn its place as a stream earns its weight: among the
-    combinations within `min_gain` of the most accurate over all dev mentions, the simplest wins
-    (none, then the contradiction rule, then the threshold, then both). A threshold fitted to a
-    few dev mentions otherwise costs right answers on test for NIL answers it never gives there."""
-    options = []  # (right, simplicity rank, threshold, rule)
-    for rule in (False, True):
-        rest = ~fell_back if rule else np.ones_like(nil)
-        fitted = _nil_threshold(score[rest], linked[rest], nil[rest])
-        for t in dict.fromkeys((None, fitted)):
-            abstain = score < t if t is not None else np.zeros_like(nil)
-            if rule:
-                abstain = abstain | fell_back
-            right = int(((nil & abstain) | (linked & ~abstain)).sum())
-            options.append((right, 2 * (t is not None) + rule, t, rule))
-    best = max(right for right, *_ in options)
-    floor = best - min_gain * len(nil) - 1e-9
-    _, _, threshold, rule = min((o for o in options if o[0] >= floor), key=lambda o: o[1])
-    return threshold, rule
+def _contradiction_rule(linked: np.ndarray, nil: np.ndarray, fell_back: np.ndarray, has: np.ndarray, min_gain: float) -> bool:
+    """Whether to answer NIL when every candidate the filter may reach is contradicted (the review
+    names a variant the KB lacks). Like a stream's weight it must earn its place: it is kept only
+    when it is at least `min_gain` more accurate over all dev mentions than not having it."""
+    def right(abstain: np.ndarray) -> int:
+        return int(((nil & abstain) | (linked & ~abstain)).sum())
+
+    return right(~has | fell_back) >= right(~has) + max(min_gain * len(nil), 1e-9)
+
+
+def _gains(confidence: np.ndarray, threshold: float, linked: np.ndarray, nil: np.ndarray, rest: np.ndarray,
+           min_gain: float) -> bool:
+    abstain = rest & (confidence < threshold)
+    gained = int((nil & abstain).sum()) - int((linked & abstain).sum())
+    return gained >= max(min_gain * len(nil), 1e-9)
 
 
 def _nil_threshold(score: np.ndarray, linked: np.ndarray, nil: np.ndarray) -> float | None:

@@ -142,6 +142,7 @@ class Linker:
                     ],
                     filtered=filtered,
                     errors=enc.errors,
+                    best_entity_id=best.entity_id if best else "",
                 )
             )
         return results
@@ -268,7 +269,8 @@ def link_result_from_row(row: dict) -> LinkResult:
     return LinkResult(
         mention_id=row["mention_id"], entity_id=row["entity_id"], score=row["score"], candidates=cands,
         gold_entity_id=row["gold_entity_id"], attributes=[MentionAttribute(**a) for a in row["attributes"]],
-        filtered=row["filtered"], errors=row["errors"],
+        filtered=row["filtered"], errors=row["errors"], confidence=row.get("confidence"),
+        best_entity_id=row.get("best_entity_id") or "",
     )
 
 
@@ -288,4 +290,6 @@ def link_result_row(result: LinkResult) -> dict:
         "attributes": [a.model_dump() for a in result.attributes],
         "filtered": result.filtered,
         "errors": list(result.errors),
+        "confidence": result.confidence,
+        "best_entity_id": result.best_entity_id,
     }

@@ -120,6 +120,11 @@ class LinkResult(BaseModel):
     attributes: list[MentionAttribute] = Field(default_factory=list)
     filtered: bool = False  # the attribute filter passed over a higher-ranked, contradicted candidate
     errors: list[str] = Field(default_factory=list)  # per-record problems, e.g. an unreadable image
+    # the calibrated probability that `best_entity_id` is right (None: no disambiguation model)
+    confidence: float | None = None
+    # the answer before the no-match rules ("" without candidates): what a person reviewing a
+    # withheld answer would look at first
+    best_entity_id: str = ""
 
 
 ENTITY_ARROW_SCHEMA = pa.schema(
@@ -160,6 +165,8 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ),
         ("filtered", pa.bool_()),
         ("errors", pa.list_(pa.string())),
+        ("confidence", pa.float32()),
+        ("best_entity_id", pa.string()),
     ]
 )
 

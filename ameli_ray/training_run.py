@@ -148,7 +148,10 @@ def train_model(
     w = fusion.weights
     say(f"model {version_uri}: fusion retrieval {w['retrieval']:.1f} / text {w['text']:.1f} / image {w['image']:.1f}, "
         f"dev accuracy {fusion.dev.get('accuracy', float('nan')):.3f}"
-        + (f", no-match threshold {fusion.nil_threshold:.3f}" if fusion.nil_threshold is not None else "")
+        + (f", confidence calibrated ({fusion.calibration.method})" if fusion.calibration is not None else "")
+        + (f", no match below confidence {fusion.confidence_threshold:.3f}" if fusion.confidence_threshold is not None else "")
+        + (f" (target precision {fusion.target_precision:g}{'' if fusion.target_reached else ', not reached on dev'})"
+           if fusion.target_precision is not None else "")
         + (", no match when the attributes contradict every candidate" if fusion.nil_if_contradicted else ""))
     return {"model": version_uri, "fusion": fusion.model_dump(), "training": record}
 

@@ -17,13 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ameli_ray.config import AmeliConfig, with_model
-from ameli_ray.errors import InputFormatError
+from ameli_ray.errors import ConfigError, InputFormatError
 from ameli_ray.evaluation import linking_metrics
 from ameli_ray.formats import read_entities, read_mentions
 from ameli_ray.kb.assets import KnowledgeBase, read_manifest, write_kb
 from ameli_ray.linker import check_compatible
 from ameli_ray.runners import Engine, Runner, make_runner
-from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Mention
+from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, NIL_ENTITY, Entity, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
 from ameli_ray.storage.objects import is_s3
 from ameli_ray.storage.versioned import check_new_version
@@ -39,12 +39,15 @@ def _quiet(_: str) -> None:
 def build_kb(
     config: AmeliConfig, entities_uri: str, kb_uri: str, *, images_uri: str | None = None,
     name: str | None = None, engine: Engine | Runner = "ray", version: str | None = None, say: Say = _quiet,
+    entities: list[Entity] | None = None,
 ) -> tuple[str, KnowledgeBase, dict]:
-    """Reads entities, embeds them, indexes them and writes a new KB version under `kb_uri`."""
+    """Reads entities (unless given, as read from `entities_uri`), embeds them, indexes them and
+    writes a new KB version under `kb_uri`."""
     store = ObjectStore(config.s3)
     if version is not None:  # refused before the embedding, not after (write_kb checks again)
         check_new_version(kb_uri, version, store)
-    entities = read_entities(entities_uri, store, images_uri)
+    if entities is None:
+        entities = read_entities(entities_uri, store, images_uri)
     if not entities:
         raise InputFormatError(f"{entities_uri} holds no entities: nothing to build a KB from")
     say(f"read {len(entities)} entities from {entities_uri}")
@@ -140,14 +143,22 @@ def split_mentions(mentions: list[Mention], dev_share: float = 0.2, test_share: 
 def evaluate(
     config: AmeliConfig, entities_uri: str, mentions_uri: str, workdir: str, *, images_uri: str | None = None,
     train_mentions_uri: str | None = None, dev_mentions_uri: str | None = None, ablations: bool = True,
-    train: bool = True, engine: Engine | Runner = "ray", say: Say = _quiet,
+    train: bool = True, engine: Engine | Runner = "ray", say: Say = _quiet, folds: int | None = None,
+    nil_products: float | None = None, report: bool = True,
 ) -> dict:
     """Builds a KB, trains the disambiguation model (unless `disambiguation.model` names one),
-    links the evaluation mentions with the full pipeline, scores them; writes workdir/metrics.json.
+    links the evaluation mentions with the full pipeline, scores them; writes workdir/metrics.json
+    (and workdir/report.html).
 
     Without --train-mentions/--dev-mentions the given mentions are split (60/20/20 by id hash):
     the model trains on the first part, tunes fusion on the second, and only the held-out rest
-    is scored. `train=False` (no model) scores retrieval and the attribute filter over all of them."""
+    is scored. With `folds` K, K models are trained, one per fold of the mentions (by id hash;
+    dev is a quarter of each fold's training part), and every mention is scored once, as test of
+    its fold; metrics are pooled, with 95% bootstrap intervals and per-fold values.
+    `nil_products` S removes a share S of the linked products from the KB and relabels their
+    reviews "no matching product"; those reviews are kept out of training and dev (the model
+    never sees one) and scored as test. `train=False` (no model) scores retrieval and the
+    attribute filter over all mentions."""
     workdir_path = Path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     store = ObjectStore(config.s3)
@@ -158,49 +169,198 @@ def evaluate(
     trained = train and config.disambiguation.model is None
     if trained and (train_mentions_uri is None) != (dev_mentions_uri is None):
         raise ValueError("give both --train-mentions and --dev-mentions, or neither (the mentions are then split)")
-    if trained and train_mentions_uri is None:
-        train_set, dev, scored = split_mentions(mentions)
+    if folds is not None and (not trained or train_mentions_uri is not None):
+        raise ConfigError("--folds trains one model per fold of --mentions: it takes no --train-mentions/--dev-mentions, "
+                         "--no-train or disambiguation.model")
+    entities = read_entities(entities_uri, store, entity_images)
+    held_out: set[str] = set()
+    if nil_products:
+        from ameli_ray.evaluation.crossval import hold_out_products
+
+        entities, mentions, held_out = hold_out_products(entities, mentions, nil_products)
+        say(f"held out {nil_products:.0%} of the linked products: {len(held_out)} reviews now have no matching product "
+            "(kept out of training and dev)")
+    if folds is not None:
+        from ameli_ray.evaluation.crossval import fold_splits
+
+        plan = fold_splits(mentions, folds)
+        scored_note: dict = {"mentions": f"all of {mentions_uri}, each once, in {folds} folds by hash of mention id"}
+    elif trained and train_mentions_uri is None:
+        plan = [split_mentions(mentions)]
         scored_note = {"mentions": "held-out 20% of the given mentions (split by hash of mention id)",
-                       "split": {"train": len(train_set), "dev": len(dev), "test": len(scored)}}
+                       "split": {"train": len(plan[0][0]), "dev": len(plan[0][1]), "test": len(plan[0][2])}}
     else:
-        train_set = read_mentions(train_mentions_uri, store, mention_images) if trained else []
-        dev = read_mentions(dev_mentions_uri, store, mention_images) if trained else []
-        scored = mentions
+        plan = [(read_mentions(train_mentions_uri, store, mention_images) if trained else [],
+                 read_mentions(dev_mentions_uri, store, mention_images) if trained else [], mentions)]
         scored_note = {"mentions": f"all of {mentions_uri}"}
-    scored_note["mention_ids"] = [m.id for m in scored]
+    if held_out:  # the model never sees a review of a held-out product
+        plan = [([m for m in t if m.id not in held_out], [m for m in d if m.id not in held_out], s) for t, d, s in plan]
+        scored_note["held_out_products"] = {"share": nil_products, "n_reviews": len(held_out)}
+    if folds is not None:
+        scored_note["folds"] = [{"train": len(t), "dev": len(d), "test": len(s)} for t, d, s in plan]
+    scored_note["mention_ids"] = [m.id for _, _, test in plan for m in test]
     engine = make_runner(engine)
+    fold_metrics: list[dict] = []
+    pooled: list[dict] = []
     with engine.session(config):
         version_uri, _, build_stats = build_kb(
-            config, entities_uri, str(workdir_path / "kb"), images_uri=entity_images, engine=engine, say=say
+            config, entities_uri, str(workdir_path / "kb"), images_uri=entity_images, engine=engine, say=say,
+            entities=entities,
         )
-        training = None
-        if trained:
-            from ameli_ray.training_run import train_model
+        for i, (train_set, dev, test) in enumerate(plan):
+            fold_dir = workdir_path / f"fold-{i}" if folds is not None else workdir_path
+            if folds is not None:
+                say(f"[bold]fold {i + 1}/{folds}[/]: train {len(train_set)}, dev {len(dev)}, test {len(test)}")
+            fold_config, training = config, None
+            if trained:
+                from ameli_ray.training_run import train_model
 
-            training = train_model(config, version_uri, train_set, dev, str(workdir_path / "model"), engine=engine, say=say)
-            config = with_model(config, training["model"])
-        metrics = link_and_score(config, version_uri, scored, str(workdir_path / "links"), build_stats,
-                                 rejected=rejected, engine=engine, say=say, ablations=ablations)
+                training = train_model(fold_config, version_uri, train_set, dev, str(fold_dir / "model"), engine=engine, say=say)
+                fold_config = with_model(config, training["model"])
+            rows: list[dict] = []
+            m = link_and_score(fold_config, version_uri, test, str(fold_dir / "links"), build_stats, rejected=rejected,
+                               engine=engine, say=say, ablations=ablations, entities=entities, rows_out=rows,
+                               corpus=mentions)
+            if training is not None:
+                m["training"] = training["training"]
+                m["fusion"] = _fusion_record(training["fusion"])
+            fold_metrics.append(m)
+            pooled.extend(rows)
+    if folds is None:
+        metrics = fold_metrics[0]
+    else:
+        metrics = _pool_folds(fold_metrics, pooled, config, version_uri, build_stats)
     metrics["scored"] = scored_note
-    if training is not None:
-        metrics["training"] = training["training"]
-    (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _finish(metrics, pooled, workdir_path, entities, report, f"evaluate: {mentions_uri}", say)
     return metrics
+
+
+def _fusion_record(fusion: dict) -> dict:
+    """What metrics.json (and the report) keep of a trained fusion."""
+    keep = ("weights", "grid", "calibration", "confidence_threshold", "target_precision", "target_reached",
+            "nil_if_contradicted", "dev")
+    return {k: fusion[k] for k in keep if k in fusion}
+
+
+def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig, kb_uri: str, build_stats: dict) -> dict:
+    """One figure per metric over every mention (each scored once, by the model that did not see
+    it), its 95% bootstrap interval, and the per-fold values with their mean."""
+    from ameli_ray.evaluation.crossval import bootstrap, confidence_metrics, fold_summary
+
+    top_n = config.disambiguation.fusion.top_n if fold_metrics[0].get("fusion") else None
+    metrics = linking_metrics(rows, top_n=top_n)
+    baseline_hits = _baseline_hits(rows, fold_metrics)
+    intervals = bootstrap(rows, top_n, extra={"baseline_char_tfidf_accuracy": baseline_hits} if baseline_hits is not None else None)
+    keys = [k for k, v in fold_metrics[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    metrics.update(
+        kb=kb_uri, n_entities=build_stats["n_entities"],
+        folds={"k": len(fold_metrics), "pooled": intervals, "per_fold_summary": fold_summary(fold_metrics, keys),
+               "per_fold": [{k: f[k] for k in keys if k in f} for f in fold_metrics],
+               "fusion": [f.get("fusion", {}).get("weights") for f in fold_metrics],
+               "calibration_method": [(f.get("fusion", {}).get("calibration") or {}).get("method") for f in fold_metrics]},
+    )
+    calibration = confidence_metrics(rows)
+    if calibration is not None:
+        calibration["method"] = ", ".join(sorted({m for m in metrics["folds"]["calibration_method"] if m}))
+        metrics["calibration"] = calibration
+    if baseline_hits is not None:
+        metrics["baseline"] = {"char_tfidf": {"accuracy": intervals["baseline_char_tfidf_accuracy"]["value"]}}
+    if fold_metrics[0].get("ablations"):
+        metrics["ablations"] = _mean_ablations([f["ablations"] for f in fold_metrics])
+    if fold_metrics[0].get("fusion"):
+        metrics["fusion"] = fold_metrics[0]["fusion"]  # the first fold's, for the report's grid
+    metrics["training"] = [f.get("training") for f in fold_metrics]
+    return metrics
+
+
+def _baseline_hits(rows: list[dict], fold_metrics: list[dict]):
+    """The char TF-IDF baseline's hit per labelled mention (NaN for NIL ones), in `rows` order."""
+    import numpy as np
+
+    top1: dict[str, str] = {}
+    for f in fold_metrics:
+        top1.update(f.get("_baseline_top1") or {})
+        f.pop("_baseline_top1", None)
+    if not top1:
+        return None
+    hits = []
+    for r in rows:
+        gold = r.get("gold_entity_id")
+        if gold is None:
+            continue
+        hits.append(np.nan if gold == NIL_ENTITY else float(top1.get(r["mention_id"]) == gold))
+    return np.asarray(hits)
+
+
+def _mean_ablations(tables: list[dict]) -> dict:
+    """Each ablation row's metrics averaged over folds, weighted by the fold's mentions."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(n for t in tables for n in t):
+        rows = [t[name] for t in tables if name in t]
+        weights = [r.get("n_mentions", 1) for r in rows]
+        total = sum(weights) or 1
+        out[name] = {k: round(sum(r[k] * w for r, w in zip(rows, weights)) / total, 4)
+                     for k in rows[0] if k != "n_mentions" and all(k in r for r in rows)}
+        out[name]["n_mentions"] = sum(weights)
+    return out
+
+
+def _finish(metrics: dict, rows: list[dict], workdir: Path, entities: list[Entity] | None, report: bool, title: str,
+            say: Say) -> None:
+    """metrics.json, and report.html beside it."""
+    metrics.pop("_baseline_top1", None)
+    if entities is not None and rows:
+        from ameli_ray.evaluation.report import attribute_error_breakdown
+
+        by_id = {e.id: e.attributes for e in entities}
+        metrics["errors_by_attribute_type"] = attribute_error_breakdown(rows, by_id)
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+    if report:
+        from ameli_ray.evaluation.report import write_report
+
+        path = write_report(metrics, rows, workdir, entities={e.id: e.attributes for e in entities or []}, title=title)
+        say(f"report written to {path}")
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def link_and_score(
     config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, build_stats: dict, *,
     rejected: list[str] | None = None, engine: Engine | Runner = "ray", say: Say = _quiet, ablations: bool = True,
+    entities: list[Entity] | None = None, rows_out: list[dict] | None = None, corpus: list[Mention] | None = None,
 ) -> dict:
-    """Links with the full pipeline and scores; with `ablations`, also the paper's rows."""
+    """Links with the full pipeline and scores; with `ablations`, also the paper's rows; with
+    `entities` (the KB's), the char n-gram TF-IDF baseline on the same mentions (its weights
+    fitted on the entities and the texts of `corpus`, all the mentions of the run, labels unread);
+    the confidence figures whenever the answers carry one. `rows_out` receives the link rows."""
     store = ObjectStore(config.s3)
     run = link_mentions(config, kb_uri, mentions, out_uri, rejected=rejected, engine=engine, say=say)
     results = read_link_results(out_uri, store)
     metrics = score(results, build_stats, run, kb_uri, config)
+    rows = results.to_pylist()
+    from ameli_ray.evaluation.crossval import confidence_metrics
+
+    calibration = confidence_metrics(rows)
+    if calibration is not None:
+        from ameli_ray.disambiguation.model import read_model_manifest
+
+        fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.calibration
+        calibration["method"] = fitted.method if fitted is not None else None
+        metrics["calibration"] = calibration
+    if entities is not None:
+        metrics.update(_char_tfidf(entities, mentions, corpus or mentions, say))
     if ablations and config.disambiguation.model:
         from ameli_ray.evaluation.ablations import ablation_rows
 
-        metrics["ablations"] = ablation_rows(config, kb_uri, mentions, results.to_pylist(), say)
+        metrics["ablations"] = ablation_rows(config, kb_uri, mentions, rows, say)
+    if rows_out is not None:
+        rows_out.extend(rows)
     return metrics
 
 
@@ -224,6 +384,23 @@ def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str, confi
         linking_mentions_per_s=run.stats["mentions_per_s"],
     )
     return metrics
+
+
+def _char_tfidf(entities: list[Entity], mentions: list[Mention], corpus: list[Mention], say: Say) -> dict:
+    """The strongest simple baseline, on the mentions just scored: top-1 of a character n-gram
+    TF-IDF (`evaluation.baseline`). `_baseline_top1` (by mention id) is for pooling folds."""
+    from ameli_ray.evaluation.baseline import char_tfidf_rank
+
+    labelled = [m for m in mentions if m.gold_entity_id]
+    if not labelled:
+        return {}
+    scored = {m.id for m in labelled}
+    top = char_tfidf_rank(entities, labelled, k=1, fit_mentions=[m for m in corpus if m.id not in scored])
+    top1 = {m.id: (t[0] if t else "") for m, t in zip(labelled, top)}
+    real = [m for m in labelled if m.gold_entity_id != NIL_ENTITY]
+    accuracy = sum(top1[m.id] == m.gold_entity_id for m in real) / len(real) if real else 0.0
+    say(f"char n-gram TF-IDF baseline: top-1 {accuracy:.3f} on the same {len(real)} mentions")
+    return {"baseline": {"char_tfidf": {"accuracy": round(accuracy, 4)}}, "_baseline_top1": top1}
 
 
 def _clear_local(uri: str) -> None:
@@ -276,17 +453,20 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
         split = {name: read_mentions(f"{bucket}/catalog/mentions_{name}.json", store) for name in ("train", "dev", "test")}
         engine = make_runner(engine)
         with engine.session(config):
-            version_uri, _, build_stats = build_kb(
+            version_uri, kb, build_stats = build_kb(
                 config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
             )
             training = train_model(config, version_uri, split["train"], split["dev"], f"{bucket}/models/demo",
                                    engine=engine, say=say)
             config = with_model(config, training["model"])
             out_uri = f"{bucket}/links/test"
+            rows: list[dict] = []
             metrics = link_and_score(config, version_uri, split["test"], out_uri, build_stats,
-                                     engine=engine, say=say, ablations=ablations)
+                                     engine=engine, say=say, ablations=ablations, entities=kb.entities, rows_out=rows,
+                                     corpus=[m for part in split.values() for m in part])
         pq.write_table(read_link_results(out_uri, store), workdir_path / "links_test.parquet")
     metrics["training"] = training["training"]
+    metrics["fusion"] = _fusion_record(training["fusion"])
     metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
-    (workdir_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _finish(metrics, rows, workdir_path, kb.entities, True, "demo: test split of the generated catalogue", say)
     return metrics

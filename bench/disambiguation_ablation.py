@@ -65,7 +65,7 @@ def run_dataset(name: str, kb_uri: str, build_stats: dict, train, dev, test, wor
         metrics = link_and_score(with_model(config, outcome["model"]), kb_uri, test, str(workdir / name / "links"),
                                  build_stats, engine="local", say=console.print)
     metrics["training"] = outcome["training"]
-    metrics["fusion"] = {k: outcome["fusion"][k] for k in ("weights", "nil_threshold", "dev")}
+    metrics["fusion"] = {k: outcome["fusion"][k] for k in ("weights", "confidence_threshold", "calibration", "dev")}
     metrics["train_seconds"] = round(train_seconds, 1)
     (workdir / name / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,12 +1,16 @@
-"""Retrieval on the real entity-matching benchmarks, against a TF-IDF baseline computed in the same run.
+"""Retrieval on the real entity-matching benchmarks, against two TF-IDF baselines computed in the same run.
 
     .venv/bin/python bench/retrieval_em.py [--data ../shared/data/em] [--datasets walmart_amazon abt_buy]
 
-For each dataset: convert it to the AMELI format, compute the TF-IDF cosine baseline (sklearn, word
-1-2-grams over the same entity and mention texts the linker sees), build the KB in-process, encode
-the mentions once, and retrieve with several channel mixes (text only, BM25 only, text + BM25 = the
-default). Prints Recall@1/10/100 per row, the ratio of each row's Recall@10 to the baseline's, and
-the KB build (entities/s) and linking (mentions/s) throughput of the default configuration.
+For each dataset: convert it to the AMELI format, compute two TF-IDF cosine baselines (sklearn): word
+1-2-grams over the same entity and mention texts the linker sees, and character 2-4-grams
+(ameli_ray.evaluation.baseline: the mention's surface form + text against the entity's name and
+attribute values; far stronger at top-1 on Abt-Buy and Amazon-Google, level on Walmart-Amazon),
+build the KB in-process, encode the mentions once, and retrieve with several channel mixes (text
+only, BM25 only, text + BM25 = the default). Prints Recall@1/10/100 per row, the ratio of each
+row's Recall@1 and Recall@10 to the best baseline's (the higher of the two baselines' figures, per
+dataset and column: beating the weaker one proves nothing), and the KB build (entities/s) and
+linking (mentions/s) throughput of the default configuration.
 The data is read from its path and never copied into the repository.
 """
 
@@ -26,12 +30,16 @@ from rich.console import Console
 from rich.table import Table
 
 from ameli_ray.config import AmeliConfig
+from ameli_ray.evaluation.baseline import char_tfidf_rank
 from ameli_ray.formats import convert_em, read_entities, read_mentions
 from ameli_ray.kb.build import build_kb_in_process
 from ameli_ray.linker import load_linker
 from ameli_ray.storage import ObjectStore
 
 KS = (1, 10, 100)
+WORD_BASELINE = "word TF-IDF baseline (1-2-grams)"
+CHAR_BASELINE = "char TF-IDF baseline (2-4-grams)"
+BASELINES = (WORD_BASELINE, CHAR_BASELINE)
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "em"
 
 
@@ -62,7 +70,10 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     start = time.perf_counter()
     base = tfidf_baseline([e.text() for e in entities], [m.text for m in mentions], [e.id for e in entities])
     tfidf_s = time.perf_counter() - start
-    rows = [(name, "TF-IDF baseline", recall(base, gold), None)]
+    start = time.perf_counter()
+    char_base = char_tfidf_rank(entities, mentions, k=max(KS))
+    char_tfidf_s = time.perf_counter() - start
+    rows = [(name, WORD_BASELINE, recall(base, gold), None), (name, CHAR_BASELINE, recall(char_base, gold), None)]
 
     # retrieval alone: attributes (bench/attribute_ablation.py measures them) stay out of these rows
     config = AmeliConfig.load(None, ["attributes.source=none"])
@@ -87,6 +98,7 @@ def run_dataset(name: str, src: Path, workdir: Path, console: Console) -> list[t
     rows.append((name, "ameli-ray default (text + BM25)", default_recall, None))
     throughput = {
         "tfidf_s": tfidf_s,
+        "char_tfidf_s": char_tfidf_s,
         "kb_entities_per_s": len(entities) / build_s,
         "link_mentions_per_s": len(mentions) / link_s,
     }
@@ -108,21 +120,28 @@ def main() -> int:
     for name in args.datasets:
         rows.extend(run_dataset(name, args.data, workdir, console))
 
-    table = Table(title="Retrieval on entity-matching benchmarks (same-run TF-IDF baseline)")
-    for col in ("dataset", "method", "R@1", "R@10", "R@100", "R@10 / baseline"):
+    table = Table(title="Retrieval on entity-matching benchmarks (same-run word and char TF-IDF baselines)")
+    for col in ("dataset", "method", "R@1", "R@10", "R@100", "R@1 / best baseline", "R@10 / best baseline"):
         table.add_column(col, justify="left" if col in ("dataset", "method") else "right")
-    baseline = {}
+    # per dataset and K, the higher of the two baselines' recall
+    best = {}
     for name, label, r, _ in rows:
-        if label == "TF-IDF baseline":
-            baseline[name] = r[10]
-        table.add_row(name, label, f"{r[1]:.3f}", f"{r[10]:.3f}", f"{r[100]:.3f}", f"{r[10] / baseline[name]:.3f}")
+        if label in BASELINES:
+            best[name] = {k: max(best.get(name, {}).get(k, 0.0), r[k]) for k in KS}
+
+    def ratio(name: str, r: dict[int, float], k: int) -> str:
+        return f"{r[k] / best[name][k]:.3f}" if best[name][k] else "-"
+
+    for name, label, r, _ in rows:
+        table.add_row(name, label, f"{r[1]:.3f}", f"{r[10]:.3f}", f"{r[100]:.3f}", ratio(name, r, 1), ratio(name, r, 10))
     console.print(table)
     speed = Table(title="Throughput, default configuration, in-process on this machine")
-    for col in ("dataset", "KB build entities/s", "linking mentions/s"):
+    for col in ("dataset", "KB build entities/s", "linking mentions/s", "word TF-IDF s", "char TF-IDF s"):
         speed.add_column(col, justify="right")
     for name in args.datasets:
         t = next(tp for n, _, _, tp in rows if n == name)
-        speed.add_row(name, f"{t['kb_entities_per_s']:.1f}", f"{t['link_mentions_per_s']:.1f}")
+        speed.add_row(name, f"{t['kb_entities_per_s']:.1f}", f"{t['link_mentions_per_s']:.1f}",
+                      f"{t['tfidf_s']:.1f}", f"{t['char_tfidf_s']:.1f}")
     console.print(speed)
     return 0
 

@@ -1,4 +1,5 @@
-"""Fusion of the disambiguation streams, the attribute filter on the fused ranking, the NIL threshold."""
+"""Fusion of the disambiguation streams, the attribute filter on the fused ranking, the calibrated
+confidence and the no-match answer decided on it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from ameli_ray.calibration import Calibrator
 from ameli_ray.config import FusionSettings
-from ameli_ray.fusion import STREAMS, FusionModel, StreamScores, answer, fit_fusion, fuse
+from ameli_ray.fusion import STREAMS, FusionModel, StreamScores, answer, decide, fit_fusion, fuse
 
 NAN = float("nan")
 IDENTITY = {s: (0.0, 1.0) for s in STREAMS}
@@ -83,12 +85,16 @@ def test_answer_filter_passes_over_contradicted_within_depth():
     assert answer(fused, np.array([True, False, True, True]), model(1.0)) == (1, False)
 
 
-def test_answer_is_nil_below_the_threshold():
-    m = model(1.0, nil_threshold=0.4)
+def test_answer_is_nil_below_the_confidence_threshold():
+    # platt on the answer's fused score alone: confidence = sigmoid(10 * (score - 0.4))
+    m = model(1.0, calibration=Calibrator(method="platt", coef=[10.0, 0.0, 0.0], intercept=-4.0), confidence_threshold=0.5)
     assert answer(np.array([0.3, 0.2]), np.zeros(2, bool), m) == (None, False)
     assert answer(np.array([0.3, 0.5]), np.zeros(2, bool), m) == (1, False)
     # the threshold applies to the answer the filter chose
     assert answer(np.array([0.3, 0.5]), np.array([False, True]), m) == (None, True)
+    d = decide(np.array([0.3, 0.5]), np.array([False, True]), m)
+    assert d.index is None and d.best == 0 and d.confidence == pytest.approx(1 / (1 + math.exp(1.0)))
+    assert decide(np.array([0.3, 0.5]), np.zeros(2, bool), model(1.0)).confidence is None  # no calibrator
 
 
 # --- fit_fusion ---------------------------------------------------------------------------------
@@ -116,7 +122,8 @@ def test_fit_puts_the_weight_on_the_stream_that_carries_the_signal():
     dev, gold, nil = synthetic_dev()
     m = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10)
     assert m.weights["text"] >= 0.8
-    assert m.dev["accuracy"] > 0.9 and m.nil_threshold is None  # no NIL mentions: never abstain
+    assert m.dev["accuracy"] > 0.9 and m.confidence_threshold is None  # no NIL mentions, no target: never abstain
+    assert m.calibration is not None
     best = max(g["accuracy"] for g in m.grid)
     assert len(m.grid) == 66 and best - FusionSettings().min_gain <= m.dev["accuracy"] <= best
     assert fit_fusion(dev, gold, nil, FusionSettings(min_gain=0), filter=True, filter_depth=10).dev["accuracy"] == best
@@ -156,15 +163,15 @@ def test_fit_standardises_per_stream_over_all_dev_candidates():
     assert m.standardisation["image"] == pytest.approx((0.2, 1e-6))
 
 
-def test_nil_threshold_separates_the_populations():
+def test_confidence_threshold_separates_the_populations():
     dev, gold, nil = synthetic_dev(n=400, nil_every=4)
     m = fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10)
-    assert m.nil_threshold is not None
-    best = [float(fuse(d, m).max()) for d in dev]
-    nil_best = max(b for b, n in zip(best, nil) if n)
-    linked_best = min(b for b, n in zip(best, nil) if not n)
+    assert m.confidence_threshold is not None and m.target_precision is None
+    conf = [decide(fuse(d, m), d.contradicted, m).confidence for d in dev]
+    nil_best = max(c for c, n in zip(conf, nil) if n)
+    linked_best = min(c for c, n, g in zip(conf, nil, gold) if not n)
     if nil_best < linked_best:  # the populations are separable on this draw
-        assert nil_best < m.nil_threshold < linked_best
+        assert nil_best < m.confidence_threshold < linked_best
     # the answers the model gives score as the record says
     right = 0
     for d, g, n in zip(dev, gold, nil):
@@ -174,24 +181,24 @@ def test_nil_threshold_separates_the_populations():
     assert m.dev["nil_recall"] > 0.9
 
 
-def test_nil_threshold_on_hand_made_scores():
+def test_confidence_threshold_on_hand_made_scores():
     # retrieval only: NIL mentions top out at 1, linked ones start at 3
     dev = [scores([1.0, 0.0], [NAN] * 2, [NAN] * 2), scores([0.5, 0.2], [NAN] * 2, [NAN] * 2),
            scores([3.0, 0.0], [NAN] * 2, [NAN] * 2), scores([0.0, 4.0], [NAN] * 2, [NAN] * 2)]
     m = fit_fusion(dev, [None, None, 0, 1], [True, True, False, False], FusionSettings(), filter=False,
                    filter_depth=10, streams=("retrieval",))
-    mean, std = m.standardisation["retrieval"]
-    assert m.nil_threshold == pytest.approx(((1.0 - mean) / std + (3.0 - mean) / std) / 2)
+    assert m.confidence_threshold is not None
+    assert [answer(fuse(d, m), d.contradicted, m)[0] for d in dev] == [None, None, 0, 1]
     assert m.dev["overall_accuracy"] == 1.0
     off = fit_fusion(dev, [None, None, 0, 1], [True, True, False, False], FusionSettings(nil=False), filter=False,
                      filter_depth=10, streams=("retrieval",))
-    assert off.nil_threshold is None and off.dev["overall_accuracy"] == 0.5
+    assert off.confidence_threshold is None and off.dev["overall_accuracy"] == 0.5
 
 
 def test_fit_handles_mentions_without_candidates_or_gold():
     dev = [scores([], [], []), scores([1.0, 0.0], [NAN] * 2, [NAN] * 2), scores([1.0], [NAN], [NAN])]
     m = fit_fusion(dev, [None, 0, None], [False, False, False], FusionSettings(), filter=True, filter_depth=10)
-    assert m.dev["accuracy"] == pytest.approx(1 / 3) and m.nil_threshold is None
+    assert m.dev["accuracy"] == pytest.approx(1 / 3) and m.confidence_threshold is None
 
 
 def test_model_json_round_trip():
@@ -254,7 +261,7 @@ def test_a_stream_must_beat_retrieval_by_min_gain_to_get_weight():
     assert guarded.weights["retrieval"] == 1.0 and guarded.dev["accuracy"] == 0.80
 
 
-def test_a_nil_threshold_must_gain_min_gain_over_all_dev_mentions():
+def test_a_confidence_threshold_must_gain_min_gain_over_all_dev_mentions():
     """A threshold that buys one NIL mention in 100 (and costs none) is not kept under a 2-point
     guard; one that catches ten is."""
     def dev_set(n_separable: int):
@@ -269,7 +276,65 @@ def test_a_nil_threshold_must_gain_min_gain_over_all_dev_mentions():
         return dev, gold, nil
 
     one = dev_set(1)
-    assert fit_fusion(*one, FusionSettings(min_gain=0.0), filter=False, filter_depth=10).nil_threshold is not None
-    assert fit_fusion(*one, FusionSettings(min_gain=0.02), filter=False, filter_depth=10).nil_threshold is None
+    assert fit_fusion(*one, FusionSettings(min_gain=0.0), filter=False, filter_depth=10).confidence_threshold is not None
+    assert fit_fusion(*one, FusionSettings(min_gain=0.02), filter=False, filter_depth=10).confidence_threshold is None
     ten = fit_fusion(*dev_set(10), FusionSettings(min_gain=0.02), filter=False, filter_depth=10)
-    assert ten.nil_threshold is not None and ten.dev["nil_recall"] == 1.0
+    assert ten.confidence_threshold is not None and ten.dev["nil_recall"] == 1.0
+
+
+def test_target_precision_withholds_answers_without_any_nil_mention_in_dev():
+    """Dev holds no "no matching product" review: the confidence learns from right and wrong
+    answers alone, the threshold reaches the target on dev, and reviews of products the KB lacks
+    (scored only at test time) are mostly withheld."""
+    dev, gold, nil = synthetic_dev(n=400, seed=1)
+    for i in range(0, 400, 5):  # a fifth of dev is hard: the text stream's signal is weak there
+        dev[i].text[gold[i]] -= 3.5
+    m = fit_fusion(dev, gold, nil, FusionSettings(target_precision=0.98), filter=True, filter_depth=10)
+    assert m.confidence_threshold is not None and m.target_reached and m.target_precision == 0.98
+    assert m.dev["precision"] >= 0.98 and m.dev["coverage"] < 1.0
+    kept = [(answer(fuse(d, m), d.contradicted, m)[0], g) for d, g in zip(dev, gold)]
+    given = [(a, g) for a, g in kept if a is not None]
+    assert sum(a == g for a, g in given) / len(given) == pytest.approx(m.dev["precision"])
+    # held-out reviews of products the KB lacks: no candidate stands out
+    test_nil, _, _ = synthetic_dev(n=200, seed=2, nil_every=1)
+    withheld = sum(answer(fuse(d, m), d.contradicted, m)[0] is None for d in test_nil)
+    assert withheld / len(test_nil) >= 0.8
+    # without a target and without NIL mentions in dev, nothing is withheld
+    assert fit_fusion(dev, gold, nil, FusionSettings(), filter=True, filter_depth=10).confidence_threshold is None
+
+
+def test_an_unreachable_target_takes_the_most_precise_cut_and_says_so():
+    dev, gold, nil = synthetic_dev(n=100, seed=3)
+    gold = [(g + 1) % 10 for g in gold]  # every answer wrong: no cut reaches any precision
+    m = fit_fusion(dev, gold, nil, FusionSettings(target_precision=0.9), filter=False, filter_depth=10)
+    assert m.target_reached is False
+
+
+def gated_dev(n: int = 400, seed: int = 0):
+    """Two streams, each sure (a wide margin) and right on half the reviews and flat noise on the
+    other half: no fixed weighting serves both halves, a gate on each stream's margin does."""
+    rng = np.random.default_rng(seed)
+    dev, gold = [], []
+    for i in range(n):
+        k, g = 8, int(rng.integers(8))
+        retrieval, text = rng.normal(0, 1, k), rng.normal(0, 1, k)
+        sure, noisy = (retrieval, text) if i % 2 else (text, retrieval)
+        sure[g] += 4.0
+        noisy *= 2.5  # the unsure stream is loud, so a fixed mix lets it drown the sure one
+        dev.append(scores(retrieval, text, [NAN] * k))
+        gold.append(g)
+    return dev, gold
+
+
+def test_the_per_review_gate_is_fitted_on_dev_and_kept_only_when_it_wins():
+    dev, gold = gated_dev()
+    m = fit_fusion(dev, gold, [False] * len(dev), FusionSettings(), filter=False, filter_depth=10)
+    assert m.gate > 0 and m.dev["gate"] == m.gate
+    assert m.dev[f"gate_{m.gate:g}_accuracy"] >= m.dev["gate_0_accuracy"] + FusionSettings().min_gain
+    # the stored model gives exactly the answers the fit counted
+    hits = sum(answer(fuse(d, m), d.contradicted, m)[0] == g for d, g in zip(dev, gold))
+    assert hits / len(dev) == pytest.approx(m.dev[f"gate_{m.gate:g}_accuracy"])
+    assert FusionModel.model_validate_json(m.model_dump_json()).gate == m.gate
+    # where one stream carries everything, the gate buys nothing and stays off
+    plain, pgold, pnil = synthetic_dev()
+    assert fit_fusion(plain, pgold, pnil, FusionSettings(), filter=True, filter_depth=10).gate == 0.0

@@ -92,3 +92,50 @@ def test_evaluate_trains_on_a_split_and_scores_only_the_held_out_part(tmp_path):
     # the split depends on the ids only, not on the order of the file
     shuffled = workflows.split_mentions(list(reversed(train + dev + test)))[2]
     assert sorted(m.id for m in shuffled) == sorted(m.id for m in test)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_evaluate_cross_validates_with_held_out_products_and_writes_a_report(tmp_path):
+    """--folds 3 --nil-products 0.2: three models, every mention scored once by the model that did
+    not see it; reviews of held-out products are never trained or tuned on, and are scored as
+    "no matching product"; intervals, confidence figures, the baseline and the report are written."""
+    from PIL import Image
+
+    from ameli_ray.catalog import generate_catalog
+    from ameli_ray.formats import read_mentions
+    from ameli_ray.storage import ObjectStore
+
+    generate_catalog(tmp_path / "cat", n_products=30, seed=4)
+    config = AmeliConfig.load(None, [
+        "train.max_train_mentions=10", "train.candidates=3", "train.image_epochs=1", "train.text_epochs=1",
+        "disambiguation.text.max_seq_length=32", "disambiguation.text.frozen_layers=5", "ray.num_cpus=2",
+        "disambiguation.fusion.target_precision=0.9",
+    ])
+    mentions = str(tmp_path / "cat" / "mentions_train.json")
+    metrics = workflows.evaluate(config, str(tmp_path / "cat" / "entities.json"), mentions, str(tmp_path / "w"),
+                                 images_uri=str(tmp_path / "cat"), engine="local", ablations=False, folds=3,
+                                 nil_products=0.2)
+    everything = read_mentions(mentions, ObjectStore())
+    assert sorted(metrics["scored"]["mention_ids"]) == sorted(m.id for m in everything)
+    held = metrics["scored"]["held_out_products"]["n_reviews"]
+    assert held > 0 and metrics["n_nil_mentions"] == held
+    for fold in metrics["scored"]["folds"]:  # held-out reviews are in no training or dev part
+        assert fold["train"] + fold["dev"] + fold["test"] <= len(everything)
+    assert sum(f["test"] for f in metrics["scored"]["folds"]) == len(everything)
+    assert sum(f["train"] + f["dev"] for f in metrics["scored"]["folds"]) == 2 * (len(everything) - held)
+    folds = metrics["folds"]
+    assert folds["k"] == 3 and len(folds["per_fold"]) == 3 and len(metrics["training"]) == 3
+    lo, hi = folds["pooled"]["accuracy"]["ci95"]
+    assert lo <= metrics["accuracy"] <= hi and folds["pooled"]["accuracy"]["value"] == pytest.approx(metrics["accuracy"], abs=1e-4)
+    assert "nil_recall" in folds["pooled"] and "baseline_char_tfidf_accuracy" in folds["pooled"]
+    assert len(folds["per_fold_summary"]["accuracy"]["per_fold"]) == 3
+    cal = metrics["calibration"]
+    assert cal["n"] == len(everything) and cal["method"] and 0 <= cal["ece"] <= 1
+    assert set(cal["coverage_at_precision"]) == {"0.95", "0.99"} and len(cal["precision_at_coverage"]) == 10
+    assert metrics["fusion"]["target_precision"] == 0.9 and metrics["fusion"]["calibration"]["method"] in cal["method"]
+    assert "errors_by_attribute_type" in metrics
+    html = (tmp_path / "w" / "report.html").read_text()
+    assert "report_files/" in html and json.loads((tmp_path / "w" / "metrics.json").read_text())["folds"]["k"] == 3
+    for png in (tmp_path / "w" / "report_files").glob("*.png"):
+        Image.open(png).verify()

@@ -31,7 +31,7 @@ from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.statements import build_pair_batch
 from ameli_ray.encoders.loading import cache_dir
 from ameli_ray.errors import ConfigError
-from ameli_ray.fusion import FusionModel, StreamScores, answer, fuse
+from ameli_ray.fusion import FusionModel, StreamScores, decide, fuse
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention
 from ameli_ray.storage import ObjectStore
@@ -45,7 +45,7 @@ from ameli_ray.storage.versioned import (
 )
 
 # 2: files carry {sha256, bytes} like the KB's (1 held the sha256 alone)
-MODEL_FORMAT_VERSION = 2
+MODEL_FORMAT_VERSION = 3  # 3: fusion carries a confidence calibrator
 WHAT = "disambiguation model"
 
 
@@ -225,7 +225,7 @@ class Disambiguator:
                 out.append(result)
                 continue
             fused = fuse(scores, self.fusion)
-            best, filtered = answer(fused, scores.contradicted, self.fusion)
+            d = decide(fused, scores.contradicted, self.fusion)
             candidates = [
                 _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
                 for i, c in enumerate(result.candidates)
@@ -234,9 +234,11 @@ class Disambiguator:
                 result.model_copy(
                     update={
                         "candidates": candidates,
-                        "entity_id": top[best].entity_id if best is not None else NIL_ENTITY,
-                        "score": float(fused[best] if best is not None else fused.max()),
-                        "filtered": filtered,
+                        "entity_id": top[d.index].entity_id if d.index is not None else NIL_ENTITY,
+                        "score": float(fused[d.index] if d.index is not None else fused.max()),
+                        "filtered": d.filtered,
+                        "best_entity_id": top[d.best].entity_id,
+                        "confidence": d.confidence,
                     }
                 )
             )

@@ -45,12 +45,12 @@ def recombined_rows(rows: list[dict], fusion, top_n: int) -> dict[str, dict]:
     """The rows that only recombine the stored scores of the full pipeline's output `rows`:
     retrieval alone (with and without the attribute filter), each stream alone, the full
     pipeline without each stream that has weight (the others renormalised), and the full row.
-    Recombined rows keep the filter and the "all contradicted" no-match rule but not the score
+    Recombined rows keep the filter and the "all contradicted" no-match rule but not the confidence
     threshold, which was calibrated on the full fused score: they can only answer more often, so
     against the full row they err in their own favour."""
 
     def only(weights: dict[str, float], filter_: bool) -> dict:
-        model = fusion.model_copy(update={"weights": weights, "nil_threshold": None, "filter": filter_})
+        model = fusion.model_copy(update={"weights": weights, "confidence_threshold": None, "filter": filter_})
         return summarise(reanswer(rows, model, top_n), top_n)
 
     table: dict[str, dict] = {

@@ -49,7 +49,7 @@ def test_roundtrip_and_update_fusion(adapter_model, s3_store):
     update_fusion(version_uri, s3_store, tuned, {"seconds": 1.0}, root_uri=root)
     model = load_model(root, s3_store, DisambiguationSettings())  # through LATEST
     assert model.manifest.fusion == tuned and model.manifest.training == {"seconds": 1.0}
-    assert model.manifest.format_version == MODEL_FORMAT_VERSION == 2
+    assert model.manifest.format_version == MODEL_FORMAT_VERSION == 3
     assert set(model.manifest.files) == {ADAPTER_FILE} and model.manifest.files[ADAPTER_FILE].bytes > 0
     assert model.text is None
     for name, tensor in image.state_dict().items():
@@ -72,12 +72,17 @@ def test_a_corrupted_file_is_refused_and_a_corrupted_cache_refetched(adapter_mod
         load_model(version_uri, s3_store, settings)
 
 
-def test_a_format_1_model_is_refused(adapter_model, s3_store):
+@pytest.mark.parametrize("old", [1, 2])
+def test_an_older_format_model_is_refused(adapter_model, s3_store, old):
+    """1: the old file layout; 2: a fusion without a confidence calibrator (its no-match answer
+    was a raw score threshold, which this version no longer reads)."""
     _, version_uri, _ = adapter_model
     raw = json.loads(s3_store.read_text(join_uri(version_uri, MANIFEST)))
-    raw.update(format_version=1, files={n: e["sha256"] for n, e in raw["files"].items()})  # the old layout
+    raw.update(format_version=old)
+    if old == 1:
+        raw.update(files={n: e["sha256"] for n, e in raw["files"].items()})
     s3_store.write_text(join_uri(version_uri, MANIFEST), json.dumps(raw))
-    with pytest.raises(InputFormatError, match="has format 1; this ameli-ray reads 2"):
+    with pytest.raises(InputFormatError, match=f"has format {old}; this ameli-ray reads 3"):
         read_model_manifest(version_uri, s3_store)
 
 
