@@ -178,11 +178,24 @@ def fit_fusion(
     gold = np.array([-1 if g is None or n else int(g) for g, n in zip(gold_index, is_nil)], dtype=np.int64)
 
     grid = _simplex([STREAMS.index(s) for s in STREAMS if s in streams], settings.grid_step)
-    correct = np.zeros(len(grid), dtype=np.int64)
     step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[2]))
-    for lo in range(0, len(grid), step):
-        pick, _ = _answers(x, present, valid, contradicted, grid[lo : lo + step], filter, filter_depth)
-        correct[lo : lo + step] = ((pick == gold) & (n_cands > 0) & ~nil).sum(axis=1)
+
+    def grid_correct(filter_on: bool) -> np.ndarray:
+        correct = np.zeros(len(grid), dtype=np.int64)
+        for lo in range(0, len(grid), step):
+            pick, _ = _answers(x, present, valid, contradicted, grid[lo : lo + step], filter_on, filter_depth)
+            correct[lo : lo + step] = ((pick == gold) & (n_cands > 0) & ~nil).sum(axis=1)
+        return correct
+
+    correct = grid_correct(filter)
+    filter_record = {}
+    if filter:
+        # Attributes must never cost accuracy on dev: where extraction is unreliable for a dataset
+        # (contradictions that are the extractor's misreadings), the filter is switched off
+        unfiltered = grid_correct(False)
+        filter_record = {"filter_dev_correct": int(correct.max()), "no_filter_dev_correct": int(unfiltered.max())}
+        if unfiltered.max() > correct.max():
+            filter, correct = False, unfiltered
 
     n_linkable = int((~nil).sum())
     # A trained stream must earn its weight: among the settings within `min_gain` of the best dev
@@ -245,6 +258,8 @@ def fit_fusion(
         "precision": float((linked & ~abstain).sum() / max(1, int((~abstain).sum()))),
         **{f"weight_{s}": w for s, w in weights.items()},
         "gate": gate,
+        "filter": float(filter),
+        **filter_record,
         **{f"gate_{g:g}_accuracy": c / n_linkable for g, c in gate_accuracy.items() if n_linkable},
     }
     if nil.any():

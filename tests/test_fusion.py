@@ -338,3 +338,22 @@ def test_the_per_review_gate_is_fitted_on_dev_and_kept_only_when_it_wins():
     # where one stream carries everything, the gate buys nothing and stays off
     plain, pgold, pnil = synthetic_dev()
     assert fit_fusion(plain, pgold, pnil, FusionSettings(), filter=True, filter_depth=10).gate == 0.0
+
+
+def test_the_attribute_filter_is_switched_off_where_it_costs_dev_accuracy():
+    """An extractor that misreads: the gold is 'contradicted' half the time, so passing over
+    contradicted candidates sends those reviews elsewhere. Attributes must never cost dev accuracy."""
+    rng = np.random.default_rng(11)
+    dev, gold = [], []
+    for i in range(100):
+        retrieval = np.sort(rng.uniform(0, 1, 4))[::-1].copy()  # retrieval is right: the gold is first
+        contradicted = np.array([i % 2 == 0, False, False, False])
+        dev.append(scores(retrieval, [NAN] * 4, [NAN] * 4, contradicted))
+        gold.append(0)
+    m = fit_fusion(dev, gold, [False] * 100, FusionSettings(), filter=True, filter_depth=10)
+    assert m.filter is False and m.dev["accuracy"] == 1.0
+    assert m.dev["filter_dev_correct"] == 50 and m.dev["no_filter_dev_correct"] == 100
+    # where the contradictions are right, the filter stays
+    for d in dev:
+        d.contradicted[:] = [False, True, False, False]
+    assert fit_fusion(dev, gold, [False] * 100, FusionSettings(), filter=True, filter_depth=10).filter is True
