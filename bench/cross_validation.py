@@ -3,7 +3,7 @@ simple baseline, per dataset, in one run.
 
     .venv/bin/python bench/cross_validation.py [--folds 5] [--em abt_buy amazon_google walmart_amazon]
         [--demo-products 600] [--nil-products 0.1] [--data ../shared/data/em] [--workdir DIR]
-        [--no-ablations] [--set section.field=value ...]
+        [--nil-only] [--no-ablations] [--set section.field=value ...]
 
 For each dataset this is `ameli-ray evaluate --folds K` (in-process runner, Ray Train for the
 streams, the demo's short training profile unless --set says otherwise): every mention is scored
@@ -104,6 +104,7 @@ def main() -> int:
     parser.add_argument("--em", nargs="*", default=["abt_buy", "amazon_google", "walmart_amazon"])
     parser.add_argument("--demo-products", type=int, default=0, help="0 skips the demo catalogue")
     parser.add_argument("--nil-products", type=float, default=0.0, help="also run each EM set with this share of products held out")
+    parser.add_argument("--nil-only", action="store_true", help="with --nil-products: only the held-out runs")
     parser.add_argument("--data", type=Path, default=DEFAULT_EM)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ameli-bench-cv"))
     parser.add_argument("--no-ablations", dest="ablations", action="store_false")
@@ -134,8 +135,9 @@ def main() -> int:
         data = args.workdir / name / "data"
         if not (data / "entities.json").exists():
             convert_em(name, str(src), str(data), store)  # type: ignore[arg-type]
-        results[name] = run(name, str(data / "entities.json"), str(data / "mentions.json"), args.workdir / name / "eval",
-                            config, args, console)
+        if not (args.nil_products and args.nil_only):
+            results[name] = run(name, str(data / "entities.json"), str(data / "mentions.json"), args.workdir / name / "eval",
+                                config, args, console)
         if args.nil_products:
             held = config if config.disambiguation.fusion.target_precision is not None else AmeliConfig.load(
                 None, [*args.overrides, "disambiguation.fusion.target_precision=0.9"])

@@ -145,3 +145,17 @@ def test_train_and_link_refuse_a_missing_model_or_kb_with_one_line(tmp_path, toy
                      "--engine", "local", "--set", f"disambiguation.model={tmp_path / 'nomodel'}")
     assert linked.returncode == 2, linked.stderr
     assert "no disambiguation model at" in linked.stderr and "Traceback" not in linked.stderr
+
+
+def test_summary_lines_show_intervals_baseline_and_confidence():
+    from ameli_ray.cli import _summary_lines
+
+    folds = {"pooled": {"accuracy": {"value": 0.9, "ci95": [0.88, 0.92]}},
+             "per_fold_summary": {"accuracy": {"per_fold": [0.89, 0.91]}}}
+    cal = {"method": "platt", "ece": 0.031, "coverage_at_precision": {"0.95": 0.8, "0.99": 0.5}}
+    lines = _summary_lines({"folds": folds, "calibration": cal})
+    assert lines == ["accuracy: 0.900 (95% CI 0.880-0.920); folds 0.890, 0.910",
+                     "confidence (platt): ECE 0.031; coverage at 95% precision 80%, at 99% 50%"]
+    assert _summary_lines({"baseline": {"char_tfidf": {"accuracy": 0.8}}}) == [
+        "char n-gram TF-IDF baseline: top-1 0.800 on the same mentions"]
+    assert _summary_lines({"accuracy": 0.5}) == []

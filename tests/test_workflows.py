@@ -42,6 +42,11 @@ def test_demo_on_a_small_catalogue(tmp_path):
     # retrieval works on the generated catalogue: the right product is almost always in the top 10
     assert on_disk["recall@10"] >= 0.8
     assert (tmp_path / "links_test.parquet").exists()
+    # every answer carries a calibrated confidence; the figures and the report say what it buys
+    assert on_disk["calibration"]["method"] in ("temperature", "platt", "isotonic")
+    assert on_disk["calibration"]["n"] == on_disk["n_mentions"] + on_disk["n_nil_mentions"]
+    assert 0 <= on_disk["baseline"]["char_tfidf"]["accuracy"] <= 1 and "grid" in on_disk["fusion"]
+    assert (tmp_path / "report.html").exists() and any((tmp_path / "report_files").glob("*.png"))
 
 
 def test_build_kb_refuses_an_existing_version_before_reading_anything(tmp_path):

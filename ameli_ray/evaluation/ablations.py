@@ -55,7 +55,7 @@ def recombined_rows(rows: list[dict], fusion, top_n: int) -> dict[str, dict]:
 
     table: dict[str, dict] = {
         "retrieval only": only({"retrieval": 1.0, "text": 0.0, "image": 0.0}, False),
-        "retrieval + attribute filter": only({"retrieval": 1.0, "text": 0.0, "image": 0.0}, fusion.filter),
+        "retrieval + attribute filter": only({"retrieval": 1.0, "text": 0.0, "image": 0.0}, True),
         "text stream only": only({"retrieval": 0.0, "text": 1.0, "image": 0.0}, fusion.filter),
     }
     if any(not math.isnan(v) for r in rows for v in r["image_stream_scores"] if v is not None):
