@@ -157,10 +157,16 @@ def _entity_index(entities: Mapping[str, Mapping[str, Any]] | None) -> dict[str,
 
 
 # -- the error breakdown ---------------------------------------------------------------------------
+# Keys that differ between any two products and so never say which attribute decided: the name
+# itself (the entity-matching sets carry it as an attribute) and sellers' prices ("price" in the key).
+_NOT_DECIDING = frozenset({"name", "product name", "title", "product title"})
+
 def _differing_types(a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[str, str]]) -> set[str]:
     """Types of the keys both entities have with different values (a key only one has says nothing)."""
     types = set()
     for k in a.keys() & b.keys():
+        if "price" in k or k in _NOT_DECIDING:
+            continue
         (key, va), (_, vb) = a[k], b[k]
         if not _same_value(va, vb):
             kinds = (attribute_type(key, va), attribute_type(key, vb))

@@ -192,3 +192,10 @@ def test_attribute_error_breakdown_by_deciding_type() -> None:
 def test_breakdown_priority_can_be_changed() -> None:
     b = attribute_error_breakdown(ROWS[:1], ENTITIES, priority=("model code", "size/capacity", "colour", "other"))
     assert b["errors_by_type"]["size/capacity"] == 0 and b["errors_by_type"]["model code"] == 1
+
+
+def test_prices_and_names_never_decide_an_error() -> None:
+    entities = {"a": {"Price": "$10", "Color": "Black", "Product Name": "X1"}, "b": {"Price": "$12", "Color": "Black", "Product Name": "X2"}}
+    rows = [{"mention_id": "m", "gold_entity_id": "a", "entity_id": "b", "candidate_ids": ["b", "a"]}]
+    b = attribute_error_breakdown(rows, entities)
+    assert b["errors_by_type"]["no attribute differs"] == 1 and b["errors_by_type"]["other"] == 0
