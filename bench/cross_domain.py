@@ -24,14 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from _data import DEFAULT_EM, em_dataset
 from rich.console import Console
 from rich.table import Table
 
 from ameli_ray.config import AmeliConfig, with_model
-from ameli_ray.formats import convert_em, read_entities, read_mentions
+from ameli_ray.formats import read_entities, read_mentions
 from ameli_ray.storage import ObjectStore
-
-DEFAULT_EM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "em"
 
 
 def main() -> int:
@@ -51,10 +50,9 @@ def main() -> int:
     sets: dict[str, dict] = {}
     with ray_session(config.ray):
         for name in args.em:
-            console.rule(name)
-            data = args.workdir / name / "data"
-            if not (data / "entities.json").exists():
-                convert_em(name, str(args.data / name), str(data), store)  # type: ignore[arg-type]
+            data = em_dataset(name, args.data, args.workdir, store, console)
+            if data is None:
+                continue
             entities = read_entities(str(data / "entities.json"), store)
             train, dev, test = split_mentions(read_mentions(str(data / "mentions.json"), store))
             kb_uri, _, stats = build_kb(config, "", str(args.workdir / name / "kb"), entities=entities, engine="local",

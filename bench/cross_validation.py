@@ -30,14 +30,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from _data import DEFAULT_EM, demo_catalog, em_dataset
 from rich.console import Console
 from rich.table import Table
 
 from ameli_ray.config import AmeliConfig
-from ameli_ray.formats import convert_em
 from ameli_ray.storage import ObjectStore
-
-DEFAULT_EM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "em"
 
 
 def pooled_demo_mentions(catalog: Path, out: Path) -> Path:
@@ -117,24 +115,14 @@ def main() -> int:
     store = ObjectStore(config.s3)
     results: dict[str, dict] = {}
     if args.demo_products:
-        from ameli_ray.catalog import generate_catalog
-
-        console.rule(f"demo catalogue ({args.demo_products} products)")
-        cat = args.workdir / "demo" / "catalog"
-        if not (cat / "summary.json").exists():
-            generate_catalog(cat, n_products=args.demo_products, seed=0)
+        cat = demo_catalog(args.workdir, args.demo_products, console)
         mentions = pooled_demo_mentions(cat, args.workdir / "demo" / "mentions_all.json")
         results["demo"] = run("demo", str(cat / "entities.json"), str(mentions), args.workdir / "demo" / "eval", config, args,
                               console, images=str(cat))
     for name in args.em:
-        src = args.data / name
-        if not src.is_dir():
-            console.print(f"[yellow]skipping {name}: {src} not found[/]")
+        data = em_dataset(name, args.data, args.workdir, store, console)
+        if data is None:
             continue
-        console.rule(name)
-        data = args.workdir / name / "data"
-        if not (data / "entities.json").exists():
-            convert_em(name, str(src), str(data), store)  # type: ignore[arg-type]
         if not (args.nil_products and args.nil_only):
             results[name] = run(name, str(data / "entities.json"), str(data / "mentions.json"), args.workdir / name / "eval",
                                 config, args, console)

@@ -25,16 +25,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+from _data import DEFAULT_EM, demo_catalog, em_dataset
 from rich.console import Console
 from rich.table import Table
 
 from ameli_ray.config import AmeliConfig
-from ameli_ray.formats import convert_em, read_entities, read_mentions
+from ameli_ray.formats import read_entities, read_mentions
 from ameli_ray.kb.assets import write_kb
 from ameli_ray.kb.build import build_kb_in_process
 from ameli_ray.storage import ObjectStore
 
-DEFAULT_EM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "em"
 BASELINE = "retrieval only"
 
 
@@ -86,24 +86,14 @@ def main() -> None:
     store = ObjectStore(config.s3)
     results: dict[str, dict] = {}
     if args.demo_products:
-        from ameli_ray.catalog import generate_catalog
-
-        console.rule(f"demo catalogue ({args.demo_products} products)")
-        cat = args.workdir / "demo" / "catalog"
-        if not (cat / "summary.json").exists():
-            generate_catalog(cat, n_products=args.demo_products, seed=0)
+        cat = demo_catalog(args.workdir, args.demo_products, console)
         kb_uri, stats = kb_uri_for("demo", str(cat / "entities.json"), args.workdir, config, store, console)
         split = {s: read_mentions(str(cat / f"mentions_{s}.json"), store) for s in ("train", "dev", "test")}
         results["demo"] = run_dataset("demo", kb_uri, stats, split["train"], split["dev"], split["test"], args.workdir, config, console)
     for name in args.em:
-        src = args.data / name
-        if not src.is_dir():
-            console.print(f"[yellow]skipping {name}: {src} not found[/]")
+        data = em_dataset(name, args.data, args.workdir, store, console)
+        if data is None:
             continue
-        console.rule(name)
-        data = args.workdir / name / "data"
-        if not (data / "entities.json").exists():
-            convert_em(name, str(src), str(data), store)  # type: ignore[arg-type]
         kb_uri, stats = kb_uri_for(name, str(data / "entities.json"), args.workdir, config, store, console)
         # the converter's own 60/20/20 split (as `ameli-ray convert-em` writes it)
         train, dev, test = (read_mentions(str(data / f"mentions_{s}.json"), store) for s in ("train", "dev", "test"))
