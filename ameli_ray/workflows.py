@@ -237,8 +237,8 @@ def evaluate(
 
 def _fusion_record(fusion: dict) -> dict:
     """What metrics.json (and the report) keep of a trained fusion."""
-    keep = ("weights", "grid", "calibration", "confidence_threshold", "target_precision", "target_reached",
-            "nil_if_contradicted", "dev")
+    keep = ("weights", "gate", "filter", "grid", "calibration", "confidence_threshold", "target_precision",
+            "target_reached", "nil_if_contradicted", "dev")
     return {k: fusion[k] for k in keep if k in fusion}
 
 

@@ -139,6 +139,7 @@ def test_evaluate_cross_validates_with_held_out_products_and_writes_a_report(tmp
     assert cal["n"] == len(everything) and cal["method"] and 0 <= cal["ece"] <= 1
     assert set(cal["coverage_at_precision"]) == {"0.95", "0.99"} and len(cal["precision_at_coverage"]) == 10
     assert metrics["fusion"]["target_precision"] == 0.9 and metrics["fusion"]["calibration"]["method"] in cal["method"]
+    assert {"gate", "filter", "grid", "confidence_threshold"} <= set(metrics["fusion"])
     assert "errors_by_attribute_type" in metrics
     html = (tmp_path / "w" / "report.html").read_text()
     assert "report_files/" in html and json.loads((tmp_path / "w" / "metrics.json").read_text())["folds"]["k"] == 3
