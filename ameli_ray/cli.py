@@ -79,7 +79,7 @@ def _summary_lines(metrics: dict) -> list[str]:
         for key in ("accuracy", "recall@10", "disambiguation_f1", "nil_precision", "nil_recall", "baseline_char_tfidf_accuracy"):
             pooled = folds["pooled"].get(key)
             if pooled:
-                per = folds["per_fold_summary"].get(key if key != "baseline_char_tfidf_accuracy" else "", {}).get("per_fold")
+                per = folds["per_fold_summary"].get(key, {}).get("per_fold")
                 lo, hi = pooled["ci95"]
                 lines.append(f"{key}: {pooled['value']:.3f} (95% CI {lo:.3f}-{hi:.3f})"
                              + (f"; folds {', '.join(f'{v:.3f}' for v in per)}" if per else ""))

@@ -30,9 +30,9 @@ from ameli_ray.config import FusionSettings
 
 STREAMS = ("retrieval", "text", "image")
 _STD_FLOOR = 1e-6  # a constant stream (e.g. a dummy text model) must not divide by zero
-_CHUNK_ELEMENTS = 4_000_000
+_CHUNK_ELEMENTS = 4_000_000  # bounds the (grid x mentions x candidates) block fit_fusion holds at once
 GATES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # the gate strengths tried on dev
-_MARGIN_CAP = 5.0  # a stream's margin counts up to 5 standard deviations: one outlier must not take all the weight  # bounds the (grid x mentions x candidates) block fit_fusion holds at once
+_MARGIN_CAP = 5.0  # a stream's margin counts up to 5 standard deviations: one outlier must not take all the weight
 
 
 @dataclass
@@ -248,7 +248,7 @@ def fit_fusion(
     abstain = ~has | (confidence < threshold if threshold is not None else False)
     if by_contradiction:
         abstain = abstain | fell_back
-    overall = ((nil & abstain) | (linked & ~abstain)).sum()
+    overall = _right(abstain, linked, nil)
     record = {
         "accuracy": int(correct[best]) / n_linkable if n_linkable else 0.0,  # non-NIL, before the no-match rules
         "overall_accuracy": float(overall) / len(dev) if len(dev) else 0.0,  # all mentions, NIL answers included
@@ -422,17 +422,19 @@ def _contradiction_rule(linked: np.ndarray, nil: np.ndarray, fell_back: np.ndarr
     """Whether to answer NIL when every candidate the filter may reach is contradicted (the review
     names a variant the KB lacks). Like a stream's weight it must earn its place: it is kept only
     when it is at least `min_gain` more accurate over all dev mentions than not having it."""
-    def right(abstain: np.ndarray) -> int:
-        return int(((nil & abstain) | (linked & ~abstain)).sum())
-
-    return right(~has | fell_back) >= right(~has) + max(min_gain * len(nil), 1e-9)
+    return _right(~has | fell_back, linked, nil) >= _right(~has, linked, nil) + max(min_gain * len(nil), 1e-9)
 
 
 def _gains(confidence: np.ndarray, threshold: float, linked: np.ndarray, nil: np.ndarray, rest: np.ndarray,
            min_gain: float) -> bool:
+    """Whether withholding the answers of `rest` below `threshold` is `min_gain` more accurate."""
     abstain = rest & (confidence < threshold)
-    gained = int((nil & abstain).sum()) - int((linked & abstain).sum())
-    return gained >= max(min_gain * len(nil), 1e-9)
+    return _right(abstain, linked, nil) >= _right(np.zeros_like(abstain), linked, nil) + max(min_gain * len(nil), 1e-9)
+
+
+def _right(abstain: np.ndarray, linked: np.ndarray, nil: np.ndarray) -> int:
+    """Right answers over all dev mentions: a NIL one withheld, a linked one answered."""
+    return int(((nil & abstain) | (linked & ~abstain)).sum())
 
 
 def _nil_threshold(score: np.ndarray, linked: np.ndarray, nil: np.ndarray) -> float | None:

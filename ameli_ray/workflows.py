@@ -224,6 +224,10 @@ def evaluate(
             if training is not None:
                 m["training"] = training["training"]
                 m["fusion"] = _fusion_record(training["fusion"])
+            elif config.disambiguation.model:
+                from ameli_ray.disambiguation.model import read_model_manifest
+
+                m["fusion"] = _fusion_record(read_model_manifest(config.disambiguation.model, store)[1].fusion.model_dump())
             fold_metrics.append(m)
             pooled.extend(rows)
     if folds is None:
@@ -249,7 +253,7 @@ def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig,
 
     top_n = config.disambiguation.fusion.top_n if fold_metrics[0].get("fusion") else None
     metrics = linking_metrics(rows, top_n=top_n)
-    baseline_hits = _baseline_hits(rows, fold_metrics)
+    baseline_hits = _baseline_hits(rows)
     intervals = bootstrap(rows, top_n, extra={"baseline_char_tfidf_accuracy": baseline_hits} if baseline_hits is not None else None)
     keys = [k for k, v in fold_metrics[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     metrics.update(
@@ -273,23 +277,15 @@ def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig,
     return metrics
 
 
-def _baseline_hits(rows: list[dict], fold_metrics: list[dict]):
+def _baseline_hits(rows: list[dict]):
     """The char TF-IDF baseline's hit per labelled mention (NaN for NIL ones), in `rows` order."""
     import numpy as np
 
-    top1: dict[str, str] = {}
-    for f in fold_metrics:
-        top1.update(f.get("_baseline_top1") or {})
-        f.pop("_baseline_top1", None)
-    if not top1:
+    labelled = [r for r in rows if r.get("gold_entity_id") is not None]
+    if not labelled or "baseline_entity_id" not in labelled[0]:
         return None
-    hits = []
-    for r in rows:
-        gold = r.get("gold_entity_id")
-        if gold is None:
-            continue
-        hits.append(np.nan if gold == NIL_ENTITY else float(top1.get(r["mention_id"]) == gold))
-    return np.asarray(hits)
+    return np.array([np.nan if r["gold_entity_id"] == NIL_ENTITY else float(r["baseline_entity_id"] == r["gold_entity_id"])
+                     for r in labelled])
 
 
 def _mean_ablations(tables: list[dict]) -> dict:
@@ -308,26 +304,20 @@ def _mean_ablations(tables: list[dict]) -> dict:
 def _finish(metrics: dict, rows: list[dict], workdir: Path, entities: list[Entity] | None, report: bool, title: str,
             say: Say) -> None:
     """metrics.json, and report.html beside it."""
-    metrics.pop("_baseline_top1", None)
-    if entities is not None and rows:
+    attributes = {e.id: e.attributes for e in entities or []}
+    calibration, fitted = metrics.get("calibration"), (metrics.get("fusion") or {}).get("calibration")
+    if calibration is not None and "method" not in calibration and fitted:
+        calibration["method"] = fitted["method"]  # the calibrator that gave these confidences
+    if attributes and rows:
         from ameli_ray.evaluation.report import attribute_error_breakdown
 
-        by_id = {e.id: e.attributes for e in entities}
-        metrics["errors_by_attribute_type"] = attribute_error_breakdown(rows, by_id)
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default) + "\n")
+        metrics["errors_by_attribute_type"] = attribute_error_breakdown(rows, attributes)
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if report:
         from ameli_ray.evaluation.report import write_report
 
-        path = write_report(metrics, rows, workdir, entities={e.id: e.attributes for e in entities or []}, title=title)
+        path = write_report(metrics, rows, workdir, entities=attributes, title=title)
         say(f"report written to {path}")
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def link_and_score(
@@ -348,13 +338,9 @@ def link_and_score(
 
     calibration = confidence_metrics(rows)
     if calibration is not None:
-        from ameli_ray.disambiguation.model import read_model_manifest
-
-        fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.calibration
-        calibration["method"] = fitted.method if fitted is not None else None
         metrics["calibration"] = calibration
     if entities is not None:
-        metrics.update(_char_tfidf(entities, mentions, corpus or mentions, say))
+        metrics.update(_char_tfidf(entities, mentions, corpus or mentions, rows, say))
     if ablations and config.disambiguation.model:
         from ameli_ray.evaluation.ablations import ablation_rows
 
@@ -386,9 +372,9 @@ def score(results: pa.Table, build_stats: dict, run: LinkRun, kb_uri: str, confi
     return metrics
 
 
-def _char_tfidf(entities: list[Entity], mentions: list[Mention], corpus: list[Mention], say: Say) -> dict:
+def _char_tfidf(entities: list[Entity], mentions: list[Mention], corpus: list[Mention], rows: list[dict], say: Say) -> dict:
     """The strongest simple baseline, on the mentions just scored: top-1 of a character n-gram
-    TF-IDF (`evaluation.baseline`). `_baseline_top1` (by mention id) is for pooling folds."""
+    TF-IDF (`evaluation.baseline`). Each row gets its `baseline_entity_id` (folds pool them)."""
     from ameli_ray.evaluation.baseline import char_tfidf_rank
 
     labelled = [m for m in mentions if m.gold_entity_id]
@@ -400,7 +386,9 @@ def _char_tfidf(entities: list[Entity], mentions: list[Mention], corpus: list[Me
     real = [m for m in labelled if m.gold_entity_id != NIL_ENTITY]
     accuracy = sum(top1[m.id] == m.gold_entity_id for m in real) / len(real) if real else 0.0
     say(f"char n-gram TF-IDF baseline: top-1 {accuracy:.3f} on the same {len(real)} mentions")
-    return {"baseline": {"char_tfidf": {"accuracy": round(accuracy, 4)}}, "_baseline_top1": top1}
+    for row in rows:
+        row["baseline_entity_id"] = top1.get(row["mention_id"], "")
+    return {"baseline": {"char_tfidf": {"accuracy": round(accuracy, 4)}}}
 
 
 def _clear_local(uri: str) -> None:

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ameli_ray.attributes.normalize import normalize_key, normalize_value
+from ameli_ray.attributes.normalize import is_color_key, is_model_key, normalize_key
 
 __all__ = [
     "ANSWERED_NO_MATCH",
@@ -61,11 +61,9 @@ _DPI = 110
 # key first (the key says what the value is), then on the value (a key like "Variant" or "Spec" says
 # nothing): a number with a unit is a size/capacity, one word mixing letters and digits is a model code
 # (units first, so "256GB" is a capacity, not a code).
-_KEY_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("model code", re.compile(r"\b(?:model|mpn|sku|upc|ean|gtin|asin|part ?(?:no|num|number|#)|item ?(?:no|number))\b")),
-    ("colour", re.compile(r"\b(?:colou?rs?|finish)\b")),
-    ("size/capacity", re.compile(r"\b(?:size|capacity|storage|memory|ram|screen|weight|volume|dimensions?|wattage|battery)\b")),
-)
+# Model and colour keys are told by the same predicates the attribute matcher uses
+# (`attributes.normalize.is_model_key`, `is_color_key`); sizes by this pattern.
+_SIZE_KEY = re.compile(r"\b(?:size|capacity|storage|memory|ram|screen|weight|volume|dimensions?|wattage|battery)\b")
 _UNITS = r'(?:gb|tb|mb|inch(?:es)?|in|"|\'\'|mm|cm|oz|fl oz|lbs?|kg|ml|l|w|mah|qt|gal)'
 # a number with a unit, not inside a word ("KDL40V5100" is a code, "40 V" no unit we know)
 _UNIT_VALUE = re.compile(r"(?<![a-z0-9.])\d+(?:[.,]\d+)?\s*-?\s*" + _UNITS + r"(?![a-z0-9])", re.IGNORECASE)
@@ -77,9 +75,12 @@ _CODE_VALUE = re.compile(r"^(?=[^\s]*[a-z])(?=[^\s]*\d)[a-z0-9][a-z0-9\-./_+]{3,
 def attribute_type(key: str, value: str = "") -> str:
     """"colour" | "size/capacity" | "model code" | "other" for an attribute (key, value); see the rule table."""
     k = normalize_key(str(key or ""))
-    for kind, pattern in _KEY_RULES:
-        if pattern.search(k):
-            return kind
+    if is_model_key(k):
+        return "model code"
+    if is_color_key(k) or "finish" in k:
+        return "colour"
+    if _SIZE_KEY.search(k):
+        return "size/capacity"
     v = str(value or "").strip()
     if _UNIT_VALUE.search(v):
         return "size/capacity"
@@ -135,16 +136,11 @@ def _is_metric(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _simple_norm(value: Any) -> str:
-    return re.sub(r"[\s\-]+", "", str(value).lower())
+def _contradicts(key: str, a: Any, b: Any) -> bool:
+    """The linker's own rule (`attributes.extract.relation`): the report shows what it saw."""
+    from ameli_ray.attributes.extract import CONTRADICT, relation
 
-
-def _same_value(a: Any, b: Any) -> bool:
-    """Equal after lower-casing and removing spaces/hyphens, or in the project's canonical form ("6.1 inches" == "6.1in")."""
-    if _simple_norm(a) == _simple_norm(b):
-        return True
-    na, nb = normalize_value(str(a)), normalize_value(str(b))
-    return bool(na) and na == nb
+    return relation(key, str(a), str(b))[0] == CONTRADICT
 
 
 def _entity_index(entities: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, tuple[str, str]]]:
@@ -168,7 +164,7 @@ def _differing_types(a: Mapping[str, tuple[str, str]], b: Mapping[str, tuple[str
         if "price" in k or k in _NOT_DECIDING:
             continue
         (key, va), (_, vb) = a[k], b[k]
-        if not _same_value(va, vb):
+        if _contradicts(key, va, vb):
             kinds = (attribute_type(key, va), attribute_type(key, vb))
             types.add(min(kinds, key=lambda t: ATTRIBUTE_TYPES.index(t)))
     return types
@@ -181,9 +177,10 @@ def attribute_error_breakdown(
 
     Over labelled mentions whose gold is a real entity and whose answer is wrong: an answer of "no
     matching product" is counted as `"answered no match"`; otherwise, with both the answer's and the
-    gold's attributes known, the keys both entities have with different values (normalised) decide,
-    and the mention is counted under the first of their types in `priority` (model code >
-    size/capacity > colour > other), or `"no attribute differs"`. Errors whose answer or gold entity
+    gold's attributes known, the keys both entities have with values the linker's rule calls
+    contradicting decide (names and prices never do), and the mention is counted under the first
+    of their types in `priority` (size/capacity > colour > other > model code), or `"no attribute
+    differs"`. Errors whose answer or gold entity
     is not in `entities` are counted in `n_unclassified` only.
 
     Returns `errors_by_type` (every category, zeros included), `n_errors` (classified errors),
@@ -623,7 +620,7 @@ def _attr_status(index: Mapping[str, Mapping[str, tuple[str, str]]], eid: str | 
     attrs = index.get(eid)
     if attrs is None or normalize_key(key) not in attrs:
         return "unknown"
-    return "matched" if _same_value(value, attrs[normalize_key(key)][1]) else "contradicted"
+    return "contradicted" if _contradicts(key, value, attrs[normalize_key(key)][1]) else "matched"
 
 
 def _pick_examples(rows: Sequence[Mapping], max_examples: int) -> list[Mapping]:
@@ -648,8 +645,8 @@ def _section_examples(rows: Sequence[Mapping], entities: Mapping | None, max_exa
     index = _entity_index(entities)
     parts = ["<h2>Linked examples</h2>",
              '<p class="note">Attributes read from the review, checked against the answer and the gold product: '
-             '<span class="matched">matched</span> (same key, equal value), <span class="contradicted">contradicted</span> '
-             "(same key, another value), unknown (the product has no such key).</p>"]
+             '<span class="matched">matched</span> (same key, a value the linker accepts), <span class="contradicted">contradicted</span> '
+             "(same key, a value the linker's attribute filter rejects), unknown (the product has no such key).</p>"]
     for row in picked:
         gold, answer = _gold(row), _answer(row)
         if gold is None:
