@@ -77,6 +77,11 @@ class FusionModel(BaseModel):
     filter_depth: int = 10
     dev: dict[str, float] = {}
     grid: list[dict] = []  # every tried weighting and its dev accuracy: how flat is the optimum?
+    # the retrieval channels' weights fitted on dev (`retrieval.fitting`); the retrieval score
+    # above was fused with them, so a linker over this model retrieves with them too.
+    # None: a model from before the fit, or trained with `retrieval.fit_weights` off
+    retrieval_weights: dict[str, float] | None = None
+    retrieval_dev: dict[str, float] = {}
 
     @field_validator("weights")
     @classmethod

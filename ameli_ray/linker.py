@@ -19,7 +19,7 @@ import numpy as np
 from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
 from ameli_ray.attributes.extract import prepare_agreement
 from ameli_ray.attributes.ocr import make_ocr_engine
-from ameli_ray.config import AmeliConfig
+from ameli_ray.config import AmeliConfig, FusionWeights
 from ameli_ray.encoders import ImageEncoder, TextEncoder
 from ameli_ray.encoders.image import embed_loaded, load_image_lists, split_by_owner
 from ameli_ray.errors import ConfigError
@@ -63,7 +63,7 @@ class MentionEncoder:
         ocr, ocr_errors = read_text(loaded, self.ocr, self.config) if self.ocr is not None else ([[]] * len(mentions), [[]] * len(mentions))
         return [
             EncodedMention(
-                m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i]), errors[i] + ocr_errors[i], ocr[i]
+                m, MentionQuery(text=m.text, text_emb=text_emb[i], image_emb=photos[i], surface=m.surface), errors[i] + ocr_errors[i], ocr[i]
             )
             for i, m in enumerate(mentions)
         ]
@@ -102,10 +102,16 @@ class Linker:
     """Retrieval, the attribute filter and, given a disambiguator, disambiguation and fusion."""
 
     def __init__(self, kb: KnowledgeBase, config: AmeliConfig, disambiguator: "Disambiguator | None" = None,
-                 gold_candidates: bool = False):
+                 gold_candidates: bool = False, fitted_weights: dict[str, float] | None = None):
+        """`fitted_weights`: the retrieval channel weights stored with the model (see
+        `retrieval_weights`); read from the disambiguator's fusion when not given."""
         self.kb = kb
         self.config = config
-        self.retriever = CandidateRetriever(kb, config.retrieval, attribute_depth=config.attributes.filter_depth)
+        if fitted_weights is None and disambiguator is not None:
+            fitted_weights = disambiguator.fusion.retrieval_weights
+        self.fitted_weights = fitted_weights
+        self.retriever = CandidateRetriever(kb, config.retrieval, attribute_depth=config.attributes.filter_depth,
+                                            weights=retrieval_weights(config, fitted_weights))
         self.disambiguator = disambiguator
         # evaluation only (the "gold candidates" upper bound): the gold product is put among the
         # disambiguated candidates when retrieval missed it
@@ -161,15 +167,29 @@ class Linker:
         return rest[: n - 1] + [moved] + rest[n - 1 :]
 
     def _answer(self, cands: list[Candidate]) -> tuple[Candidate | None, bool]:
-        """The paper's attribute filter: the best candidate no extracted value contradicts
-        (within `filter_depth`); the top one when every candidate there is contradicted."""
-        if not cands:
-            return None, False
-        if self.config.attributes.filter:
-            for cand in cands[: self.config.attributes.filter_depth]:
-                if not cand.contradicted:
-                    return cand, cand is not cands[0]
-        return cands[0], False
+        return answer_with_filter(cands, self.config.attributes.filter, self.config.attributes.filter_depth)
+
+
+def answer_with_filter(cands: list[Candidate], filter: bool, depth: int) -> tuple[Candidate | None, bool]:
+    """The paper's attribute filter: the best candidate no extracted value contradicts (within
+    `depth`); the top one when every candidate there is contradicted. (answer, whether the filter
+    moved it)"""
+    if not cands:
+        return None, False
+    if filter:
+        for cand in cands[:depth]:
+            if not cand.contradicted:
+                return cand, cand is not cands[0]
+    return cands[0], False
+
+
+def retrieval_weights(config: AmeliConfig, fitted: dict[str, float] | None) -> FusionWeights:
+    """The channel weights a linker retrieves with: those fitted on dev and stored with the
+    model (`fitted`: the model's retrieval stream was fused with them), unless
+    `retrieval.weights_from` is `config` or the model has none."""
+    if fitted and config.retrieval.weights_from == "model":
+        return FusionWeights(**fitted)
+    return config.retrieval.weights
 
 
 def evidence_of(enc: EncodedMention) -> "MentionEvidence":
@@ -212,7 +232,8 @@ class LoadedLinker:
     def variant(self, config: AmeliConfig | None = None, *, gold_candidates: bool = False) -> Linker:
         """Another linker over the same KB and disambiguator (an ablation: other attribute
         sources, gold candidates), without loading anything again."""
-        return Linker(self.kb, config or self.config, self.disambiguator, gold_candidates=gold_candidates)
+        return Linker(self.kb, config or self.config, self.disambiguator, gold_candidates=gold_candidates,
+                      fitted_weights=self.linker.fitted_weights)
 
 
 def load_linker(
@@ -238,18 +259,25 @@ def load_linker(
         check_compatible(kb.manifest, config, mention_encoder.text, mention_encoder.image)
     else:
         check_compatible(kb.manifest, config)
-    disambiguator = None
+    disambiguator, fitted = None, None
     if disambiguation and config.disambiguation.model:
         from ameli_ray.disambiguation.model import Disambiguator, load_model
 
         model = load_model(config.disambiguation.model, store, config.disambiguation, device)
         disambiguator = Disambiguator(model, kb, config.disambiguation)
-    return LoadedLinker(kb, Linker(kb, config, disambiguator), mention_encoder, config)
+    elif config.disambiguation.model and config.retrieval.weights_from == "model":
+        # retrieval alone over a model's KB (a Ray Data retrieval actor): the model's retrieval
+        # weights still apply, read from its manifest without loading its weights
+        from ameli_ray.disambiguation.model import read_model_manifest
+
+        fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.retrieval_weights
+    return LoadedLinker(kb, Linker(kb, config, disambiguator, fitted_weights=fitted), mention_encoder, config)
 
 
 # channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)
 _CHANNEL_COLUMNS = {
-    "text": "text_scores", "image": "image_scores", "lexical": "lexical_scores", "attributes": "attribute_scores",
+    "text": "text_scores", "image": "image_scores", "lexical": "lexical_scores", "chargram": "chargram_scores",
+    "attributes": "attribute_scores",
     "text_stream": "text_stream_scores", "image_stream": "image_stream_scores", "final": "final_scores",
 }
 

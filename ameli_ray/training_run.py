@@ -2,11 +2,13 @@
 each stream, fusion weights and the "no match" threshold tuned on dev, a versioned model.
 
     train mentions --retrieve--> candidates + evidence --examples--> Ray Train (image, text)
-    dev mentions   --retrieve--> candidates + evidence --both streams--> fit_fusion -> model/LATEST
+    dev mentions   --retrieve--> candidates + evidence --retrieval weights--> re-ranked candidates
+                   --both streams--> fit_fusion -> model/LATEST
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.disambiguation.model import MentionEvidence
 from ameli_ray.errors import InputFormatError
 from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb, read_manifest
-from ameli_ray.linker import check_compatible
+from ameli_ray.linker import answer_with_filter, check_compatible
 from ameli_ray.runners import Engine, Runner, make_runner
 from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
 from ameli_ray.storage import ObjectStore
@@ -124,6 +126,16 @@ def train_model(
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
                     "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers}
 
+    retrieval_fit = None
+    if config.retrieval.fit_weights:
+        retrieval_fit, dev_items = fit_retrieval(config, dev_items)
+        record["retrieval_weights"] = retrieval_fit.weights
+        record["retrieval_dev"] = retrieval_fit.dev
+        say(f"retrieval weights {'fitted on dev' if retrieval_fit.kept else 'as configured (the fit gained too little on dev)'}: "
+            + ", ".join(f"{c} {w:g}" for c, w in retrieval_fit.weights.items())
+            + f"; dev top-1 {retrieval_fit.dev.get('configured_accuracy', float('nan')):.3f} as configured, "
+            f"{retrieval_fit.dev.get('fitted_accuracy', float('nan')):.3f} fitted")
+
     with ray_session(config.ray):  # Ray Train needs Ray even when retrieval ran in-process
         text, image = _train_streams(config, kb, store, train_items, model_uri, record, say)
     if text is None and image is None:
@@ -141,6 +153,8 @@ def train_model(
     scores, gold_index, is_nil = dev_stream_scores(disambiguator, dev_items)
     fusion = fit_fusion(scores, gold_index, is_nil, config.disambiguation.fusion,
                         filter=config.attributes.filter, filter_depth=config.attributes.filter_depth)
+    if retrieval_fit is not None:  # stored even when not kept: the model reproduces what dev saw
+        fusion = fusion.model_copy(update={"retrieval_weights": retrieval_fit.weights, "retrieval_dev": retrieval_fit.dev})
     record["fusion_seconds"] = round(time.perf_counter() - tuned, 2)
     record["seconds"] = round(time.perf_counter() - started, 2)
     update_fusion(version_uri, store, fusion, record, root_uri=model_uri)
@@ -154,6 +168,32 @@ def train_model(
            if fusion.target_precision is not None else "")
         + (", no match when the attributes contradict every candidate" if fusion.nil_if_contradicted else ""))
     return {"model": version_uri, "fusion": fusion.model_dump(), "training": record}
+
+
+def fit_retrieval(config: AmeliConfig, dev_items: list[Retrieved]):
+    """The retrieval channel weights fitted on dev (`retrieval.fitting`) and the dev items
+    re-ranked with them, so the disambiguation streams and fusion are tuned on the ranking the
+    model will retrieve with."""
+    from ameli_ray.config import FusionWeights
+    from ameli_ray.retrieval.fitting import fit_retrieval_weights, refuse
+
+    labelled = [d for d in dev_items if d.evidence.mention.gold_entity_id not in (None, "", NIL_ENTITY)]
+    fit = fit_retrieval_weights([d.result.candidates for d in labelled], [d.evidence.mention.gold_entity_id for d in labelled],
+                                config.retrieval.weights, config.disambiguation.fusion.min_gain)
+    if not fit.kept:
+        return fit, dev_items
+    weights = FusionWeights(**fit.weights)
+    a = config.attributes
+    reranked = []
+    for item in dev_items:
+        cands = refuse(item.result.candidates, weights)
+        best, filtered = answer_with_filter(cands, a.filter, a.filter_depth)
+        result = item.result.model_copy(update={
+            "candidates": cands, "entity_id": best.entity_id if best else NIL_ENTITY,
+            "score": best.score if best else -math.inf, "filtered": filtered, "best_entity_id": best.entity_id if best else "",
+        })
+        reranked.append(Retrieved(result, item.evidence))
+    return fit, reranked
 
 
 def _train_streams(config, kb, store, train_items, model_uri, record, say):

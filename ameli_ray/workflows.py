@@ -242,7 +242,7 @@ def evaluate(
 def _fusion_record(fusion: dict) -> dict:
     """What metrics.json (and the report) keep of a trained fusion."""
     keep = ("weights", "gate", "filter", "grid", "calibration", "confidence_threshold", "target_precision",
-            "target_reached", "nil_if_contradicted", "dev")
+            "target_reached", "nil_if_contradicted", "dev", "retrieval_weights", "retrieval_dev")
     return {k: fusion[k] for k in keep if k in fusion}
 
 
@@ -261,6 +261,7 @@ def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig,
         folds={"k": len(fold_metrics), "pooled": intervals, "per_fold_summary": fold_summary(fold_metrics, keys),
                "per_fold": [{k: f[k] for k in keys if k in f} for f in fold_metrics],
                "fusion": [f.get("fusion", {}).get("weights") for f in fold_metrics],
+               "retrieval_weights": [f.get("fusion", {}).get("retrieval_weights") for f in fold_metrics],
                "calibration_method": [(f.get("fusion", {}).get("calibration") or {}).get("method") for f in fold_metrics]},
     )
     calibration = confidence_metrics(rows)

@@ -69,6 +69,27 @@ def test_the_linker_uses_the_trained_model(trained, tmp_path):
             assert row["entity_id"] in row["candidate_ids"][:n]
 
 
+def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
+    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.linker import load_linker
+    from ameli_ray.workflows import with_model
+
+    config, store, kb_uri, outcome, _ = trained
+    fusion = read_model_manifest(outcome["model"], store)[1].fusion
+    fitted = fusion.retrieval_weights
+    assert set(fitted) == {"text", "image", "lexical", "chargram", "attributes"}
+    assert {"configured_accuracy", "fitted_accuracy"} <= set(fusion.retrieval_dev)
+    assert outcome["training"]["retrieval_weights"] == fitted
+    # a retrieval-only linker over the model (a Ray Data retrieval actor) reads them from the
+    # manifest; `retrieval.weights_from=config` goes back to the configured ones
+    model_config = with_model(config, outcome["model"])
+    alone = load_linker(model_config, kb_uri, store, encoder=False, disambiguation=False)
+    assert alone.linker.retriever.weights.model_dump() == fitted
+    assert alone.variant().retriever.weights.model_dump() == fitted
+    ours = model_config.model_copy(update={"retrieval": model_config.retrieval.model_copy(update={"weights_from": "config"})})
+    assert load_linker(ours, kb_uri, store, encoder=False).linker.retriever.weights == config.retrieval.weights
+
+
 def test_a_corrupted_model_file_is_refused(trained, tmp_path, monkeypatch):
     from ameli_ray.disambiguation.model import load_model
     from ameli_ray.errors import ChecksumMismatch

@@ -164,7 +164,8 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
         entities, np.stack(text_emb).astype(np.float32),
         np.concatenate([np.asarray(v, np.float32) for v in image_emb]).reshape(-1, dim), owners,
         name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
-        image_fingerprint=image_encoder.fingerprint, index_settings=config.index, lexical=config.retrieval.lexical,
+        image_fingerprint=image_encoder.fingerprint, index_settings=config.index,
+        lexical=config.retrieval.lexical, chargram=config.retrieval.chargram,
         entity_ocr=ocr_text if _ocr_wanted("entity", config) else None,
         build_info={
             "runner": "ray-data",
@@ -202,7 +203,7 @@ class RetrieveStage:
             lines, ocr_errors,
         ):
             m = Mention.model_validate_json(mj)
-            query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim))
+            query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim), surface=m.surface)
             encoded.append(EncodedMention(m, query, errs + oerrs, ocr))
         rows = [link_result_row(r) for r in self.linker.retrieve(encoded)]
         table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)

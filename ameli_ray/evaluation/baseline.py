@@ -8,8 +8,9 @@ vs "dcs1130", "128GB" vs "128 GB") where word n-grams see different tokens: top-
 over `Entity.text()` and `Mention.text` (bench/retrieval_em.py); level on Walmart->Amazon (char 0.887, word 0.894).
 
 Which texts (measured on the three entity-matching sets; see `mention_query_text` and
-`entity_doc_text`): the mention's product name as written (`surface`) and its `text`, against the
-entity's name and attribute values (prices left out). The project issue's variant (surface alone
+`entity_doc_text`, shared with the retriever's char n-gram channel in `retrieval.chargram`): the
+mention's product name as written (`surface`) and its `text`, against the entity's name and
+attribute values (prices left out). The project issue's variant (surface alone
 against name + all values, fitted on all mentions) gives its reported 0.843 on Abt->Buy's held-out
 20% (`workflows.split_mentions`); this one 0.885 (0.839 when the fit sees the held-out mentions
 only and not also the train and dev ones: pass those as `fit_mentions`).
@@ -26,40 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ameli_ray.retrieval.chargram import entity_doc_text, mention_query_text
 from ameli_ray.schema import NIL_ENTITY, Entity, Mention
+
+__all__ = ["char_tfidf_metrics", "char_tfidf_rank", "entity_doc_text", "mention_query_text", "rank_texts"]
 
 DEFAULT_KS = (1, 10, 100)
 CHUNK_SIZE = 256
-
-
-def mention_query_text(mention: Mention) -> str:
-    """The mention's product name as written (`surface`) followed by its `text`; the text alone
-    when there is no surface form.
-
-    Measured (top-1 over all mentions; with `entity_doc_text`): on Abt->Buy surface + text 0.882,
-    surface alone 0.852, text alone 0.852; Walmart->Amazon 0.887 / 0.732 / 0.909; Amazon->Google
-    0.685 / 0.731 / 0.656. Surface + text is the strongest on Abt->Buy and the only variant within
-    0.05 of the best on every set: the EM mention text adds the record's brand / model number / description fields
-    after the title (so the title counts twice), and on the demo catalogue the surface is often
-    just "this" or "the <series>" while the review text states the attributes.
-    """
-    surface = mention.surface.strip()
-    return f"{surface} {mention.text}" if surface else mention.text
-
-
-def entity_doc_text(entity: Entity) -> str:
-    """The entity's name and its attribute values, space-separated: no value that repeats the
-    name, no price, no keys and no description.
-
-    Attribute values hold the brand, model number and manufacturer that decide between
-    near-duplicates. Prices are left out: their digit n-grams ("99", ".9") match unrelated products
-    and two shops' prices for one product differ anyway (top-1 without / with them: Abt->Buy 0.882 /
-    0.862, Amazon->Google 0.685 / 0.660, Walmart->Amazon 0.887 / 0.887). The description (`Entity.text()` adds it, with the keys)
-    buys 2 more of Abt->Buy's 1,076 mentions (0.884) but costs Amazon->Google 0.08 (0.685 -> 0.602),
-    so it stays out.
-    """
-    values = [v for k, v in entity.attributes.items() if v and v != entity.name and k.strip().lower() != "price"]
-    return " ".join([entity.name, *values])
 
 
 def rank_texts(

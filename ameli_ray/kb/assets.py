@@ -6,6 +6,7 @@
     <root>/<version>/text_embeddings.npy, image_embeddings.npy, image_owner.npy, image_center.npy
     <root>/<version>/text.faiss, image.faiss
     <root>/<version>/lexical/*.json|*.npy   BM25 (bm25s)
+    <root>/<version>/chargram/*.json|*.npy  char n-gram TF-IDF (n-grams, idf, inverted index)
     <root>/<version>/attributes.json         the attribute vocabulary (normalised values per key)
 
 Nothing is pickled: parquet, .npy loaded with allow_pickle=False, FAISS's own serialisation, JSON.
@@ -32,6 +33,8 @@ from ameli_ray.attributes.vocabulary import AttributeVocabulary
 from ameli_ray.config import IndexSettings
 from ameli_ray.errors import InputFormatError
 from ameli_ray.retrieval import index as vindex
+from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
+from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
 from ameli_ray.storage import ObjectStore
@@ -54,6 +57,7 @@ class KBManifest(VersionedManifest):
     text_index: str
     image_index: str
     lexical: bool
+    chargram: bool = False  # KBs built before the channel existed have none: retrieval goes without it
     build: dict[str, float | int | str] = {}
 
 
@@ -71,6 +75,7 @@ class KnowledgeBase:
     lexical: LexicalIndex | None
     vocabulary: AttributeVocabulary
     manifest: KBManifest
+    chargram: CharGramIndex | None = None
     _image_rows: list[np.ndarray] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +131,7 @@ def assemble_kb(
     image_fingerprint: str,
     index_settings: IndexSettings,
     lexical: bool = True,
+    chargram: bool = True,
     entity_ocr: list[str] | None = None,
     build_info: dict | None = None,
 ) -> KnowledgeBase:
@@ -140,6 +146,7 @@ def assemble_kb(
     # text printed on product images (box labels, model numbers) is searchable evidence too
     docs = [e.text() + (f". {entity_ocr[i]}" if entity_ocr and entity_ocr[i] else "") for i, e in enumerate(entities)]
     lex = LexicalIndex.build(docs) if lexical else None
+    grams = CharGramIndex.build([entity_doc_text(e) for e in entities]) if chargram else None
     vocabulary = AttributeVocabulary.build(entities)
     manifest = KBManifest(
         name=name,
@@ -155,6 +162,7 @@ def assemble_kb(
         text_index=vindex.index_kind(text_index),
         image_index=vindex.index_kind(image_index),
         lexical=lex is not None,
+        chargram=grams is not None,
         files={},
         build=build_info or {},
     )
@@ -169,6 +177,7 @@ def assemble_kb(
         lexical=lex,
         vocabulary=vocabulary,
         manifest=manifest,
+        chargram=grams,
     )
 
 
@@ -202,6 +211,8 @@ def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str 
         with tempfile.TemporaryDirectory() as tmp:
             for path in kb.lexical.save(Path(tmp)):
                 files[f"lexical/{path.name}"] = path.read_bytes()
+    if kb.chargram is not None:
+        files.update(kb.chargram.files())
     version_uri, kb.manifest = write_version(root_uri, store, files, kb.manifest, version=version)
     return version_uri
 
@@ -241,6 +252,7 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
         lexical=lexical,
         vocabulary=_vocabulary(read("attributes.json"), version_uri),
         manifest=manifest,
+        chargram=CharGramIndex.from_files({n: read(n) for n in CHARGRAM_FILES}) if manifest.chargram else None,
     )
     if len(kb.entities) != manifest.n_entities or len(kb.text_emb) != manifest.n_entities:
         raise InputFormatError(f"KB at {version_uri}: entity count does not match its manifest")

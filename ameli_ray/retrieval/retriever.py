@@ -3,6 +3,8 @@
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
 - lexical: BM25 over entity name, attributes and description;
+- chargram: char n-gram TF-IDF cosine of the mention's name and text with the entity's name and
+  attribute values (`retrieval.chargram`): model codes across separators and spellings;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
@@ -27,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ameli_ray.attributes.extract import ExtractedAttribute, agreement_scores
-from ameli_ray.config import RetrievalSettings
+from ameli_ray.config import FusionWeights, RetrievalSettings
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
+from ameli_ray.retrieval.chargram import query_text
 from ameli_ray.schema import Candidate
 
 
@@ -39,13 +42,22 @@ class MentionQuery:
     text_emb: np.ndarray  # [text_dim], L2-normalised
     image_emb: np.ndarray  # [n_photos, image_dim], raw encoder output (centred here)
     attributes: list[ExtractedAttribute] = field(default_factory=list)
+    surface: str = ""  # the product name as the review writes it (the char n-gram channel reads it)
+
+
+CHANNELS = ("text", "image", "lexical", "chargram", "attributes")
 
 
 class CandidateRetriever:
-    def __init__(self, kb: KnowledgeBase, settings: RetrievalSettings, attribute_depth: int = 10):
+    """`weights`: the channel weights (those fitted on dev and stored with a model, see
+    `retrieval.fitting`); the settings' own when None."""
+
+    def __init__(self, kb: KnowledgeBase, settings: RetrievalSettings, attribute_depth: int = 10,
+                 weights: FusionWeights | None = None):
         self.kb = kb
         self.settings = settings
         self.attribute_depth = attribute_depth
+        self.weights = weights or settings.weights
 
     def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
         if not queries:
@@ -64,6 +76,13 @@ class CandidateRetriever:
                     top = min(pool_k, len(lex_all))
                     best = np.argpartition(-lex_all, top - 1)[:top]
                     proposals.append(best[lex_all[best] > 0])
+            grams_all = None
+            if s.chargram and self.kb.chargram is not None:
+                grams_all = self.kb.chargram.scores(query_text(query.surface, query.text))
+                if grams_all.any():
+                    top = min(pool_k, len(grams_all))
+                    best = np.argpartition(-grams_all, top - 1)[:top]
+                    proposals.append(best[grams_all[best] > 0])
             photos = center_images(query.image_emb, self.kb.image_center) if len(query.image_emb) else None
             if photos is not None:
                 proposals.append(image_hits[qi])
@@ -73,6 +92,8 @@ class CandidateRetriever:
                 channels["image"] = self.kb.image_scores(photos, pool)
             if lex_all is not None and lex_all.any():
                 channels["lexical"] = lex_all[pool]
+            if grams_all is not None and grams_all.any():
+                channels["chargram"] = grams_all[pool]
             contradicted = np.zeros(len(pool), dtype=bool)
             useful = self._discriminating(query.attributes, pool, channels)
             if useful:
@@ -108,15 +129,7 @@ class CandidateRetriever:
         return result
 
     def _fused(self, channels: dict[str, np.ndarray]) -> np.ndarray:
-        w = self.settings.weights
-        weights = {"text": w.text, "image": w.image, "lexical": w.lexical, "attributes": w.attributes}
-        fused = np.zeros(len(next(iter(channels.values()))), dtype=np.float64)
-        total = sum(weights[c] for c in channels)
-        for name, raw in channels.items():
-            if total <= 0:
-                break
-            fused += (weights[name] / total) * _normalise(name, raw)
-        return fused
+        return fuse_channels(channels, self.weights)
 
     def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray], contradicted: np.ndarray) -> list[Candidate]:
         fused = self._fused(channels)
@@ -133,7 +146,20 @@ class CandidateRetriever:
         ]
 
 
-def _normalise(channel: str, raw: np.ndarray) -> np.ndarray:
+def fuse_channels(channels: dict[str, np.ndarray], weights: FusionWeights) -> np.ndarray:
+    """The weighted sum of the present channels' normalised scores, weights renormalised over
+    the present ones (a text-only mention is not penalised for lacking photos)."""
+    w = weights.model_dump()
+    fused = np.zeros(len(next(iter(channels.values()))), dtype=np.float64)
+    total = sum(w[c] for c in channels)
+    for name, raw in channels.items():
+        if total <= 0:
+            break
+        fused += (w[name] / total) * normalise(name, raw)
+    return fused
+
+
+def normalise(channel: str, raw: np.ndarray) -> np.ndarray:
     """Cosines as they are, BM25 over its pool maximum; NaN (an entity without images) counts as
     the pool's lowest score."""
     x = np.asarray(raw, dtype=np.float64)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -23,6 +24,8 @@ def _roundtrip(kb, root, store):
     q = kb.text_emb[:2]
     assert (vindex.search(loaded.text_index, q, 3)[1] == vindex.search(kb.text_index, q, 3)[1]).all()
     assert loaded.lexical.scores("128GB red").argmax() == kb.lexical.scores("128GB red").argmax()
+    np.testing.assert_array_equal(loaded.chargram.scores("128GB red"), kb.chargram.scores("128GB red"))
+    assert loaded.manifest.chargram
     return version_uri
 
 
@@ -91,3 +94,17 @@ def test_pickled_array_is_refused(toy_kb, tmp_path):
     (tmp_path / "v1" / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(InputFormatError, match="not a plain .npy"):
         load_kb(str(tmp_path), store)
+
+
+def test_a_kb_from_before_the_char_ngram_channel_loads_without_it(toy_kb, tmp_path):
+    """KBs written before the channel existed (no `chargram` in the manifest) stay readable:
+    retrieval goes without the channel."""
+    store = ObjectStore()
+    kb = dataclasses.replace(toy_kb, chargram=None, manifest=toy_kb.manifest.model_copy(update={"chargram": False}))
+    write_kb(kb, str(tmp_path / "kb"), store, version="old")
+    path = tmp_path / "kb" / "old" / MANIFEST
+    manifest = json.loads(path.read_text())
+    del manifest["chargram"]
+    path.write_text(json.dumps(manifest))
+    loaded = load_kb(str(tmp_path / "kb"), store)
+    assert loaded.chargram is None and not any(n.startswith("chargram/") for n in loaded.manifest.files)

@@ -1,0 +1,66 @@
+"""The char n-gram channel: sklearn's arithmetic, stored without pickle, model codes across spellings."""
+
+import io
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from ameli_ray.errors import InputFormatError
+from ameli_ray.retrieval.chargram import FILES, CharGramIndex, entity_doc_text, mention_query_text
+from ameli_ray.schema import Entity, Mention
+
+DOCS = ["Sony Cyber-shot DSC-W120 silver", "Canon PowerShot SD1100 IS", "Logitech MX Revolution mouse",
+        "D-Link DCS-1130 wireless camera", "Apple iPod nano 8GB blue"]
+
+
+def test_vectors_are_sklearns_tfidf_of_the_entity_fit():
+    index = CharGramIndex.build(DOCS)
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(DOCS)
+    queries = ["dcs1130 camera by d-link", "ipod nano 8 gb", "zzzz"]
+    ours = index.vectors(queries).toarray()
+    theirs = reference.transform(queries).toarray()[:, [reference.vocabulary_[g] for g in index.ngrams]]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_code_finds_its_product_across_separators():
+    index = CharGramIndex.build(DOCS)
+    scores = index.scores("dlink dcs1130 network cam")
+    assert scores.shape == (len(DOCS),) and int(np.argmax(scores)) == 3
+    assert not index.scores("\u2603\u2603").any()  # no shared n-gram: all zero
+
+
+def test_stored_form_round_trips_without_pickle():
+    index = CharGramIndex.build(DOCS)
+    files = index.files()
+    assert set(files) == set(FILES)
+    for name, data in files.items():
+        if name.endswith(".npy"):
+            np.load(io.BytesIO(data), allow_pickle=False)  # plain arrays
+    again = CharGramIndex.from_files(files)
+    np.testing.assert_allclose(again.scores_many(["canon sd1100", "mx mouse"]), index.scores_many(["canon sd1100", "mx mouse"]))
+
+
+def test_a_damaged_or_incomplete_index_is_refused_by_name():
+    files = CharGramIndex.build(DOCS).files()
+    with pytest.raises(InputFormatError, match="missing chargram/idf.npy"):
+        CharGramIndex.from_files({k: v for k, v in files.items() if k != "chargram/idf.npy"})
+    with pytest.raises(InputFormatError, match="not valid"):
+        CharGramIndex.from_files({**files, "chargram/ngrams.json": b'{"not": "a list"}'})
+    with pytest.raises(InputFormatError, match="index pointer"):
+        CharGramIndex.from_files({**files, "chargram/ngrams.json": b'["ab"]'})
+
+
+def test_an_empty_or_blank_kb_has_an_empty_index():
+    for docs in ([], ["", " "]):
+        index = CharGramIndex.build(docs)
+        assert index.num_docs == len(docs)
+        assert index.scores("anything").shape == (len(docs),)
+        assert CharGramIndex.from_files(index.files()).num_docs == len(docs)
+
+
+def test_texts_compared_are_name_values_without_price_and_surface_plus_text():
+    e = Entity(id="e", name="Cam X", attributes={"brand": "Acme", "price": "99.99", "model": "Cam X", "code": "CX-1"})
+    assert entity_doc_text(e) == "Cam X Acme CX-1"
+    assert mention_query_text(Mention(id="m", text="love it", surface="the CX-1")) == "the CX-1 love it"
+    assert mention_query_text(Mention(id="m", text="love it", surface=" ")) == "love it"

@@ -1,0 +1,81 @@
+"""Retrieval channel weights fitted on dev: a misleading channel is switched off, a deciding one
+gains weight, and nothing changes unless dev gains min_gain."""
+
+import numpy as np
+
+from ameli_ray.config import FusionWeights
+from ameli_ray.retrieval.fitting import fit_retrieval_weights, refuse
+from ameli_ray.retrieval.retriever import fuse_channels
+from ameli_ray.schema import Candidate
+
+CONFIGURED = FusionWeights(text=0.45, image=0.15, lexical=0.4, chargram=0.0, attributes=0.1)
+
+
+def _dev(n=60, seed=0):
+    """Mentions whose gold the char n-gram channel ranks first, while text is noise and the
+    attribute agreement favours a wrong candidate."""
+    rng = np.random.default_rng(seed)
+    lists, gold = [], []
+    for m in range(n):
+        cands = []
+        for c in range(8):
+            cands.append(Candidate(entity_id=f"m{m}e{c}", score=0.0, channel_scores={
+                "text": float(rng.uniform(0.5, 0.7)),
+                "lexical": float(rng.uniform(1, 5)),
+                "chargram": 0.9 if c == 3 else float(rng.uniform(0.1, 0.5)),
+                "attributes": 1.0 if c == 5 else 0.0,
+            }))
+        lists.append(cands)
+        gold.append(f"m{m}e3")
+    return lists, gold
+
+
+def test_a_misleading_channel_goes_to_zero_and_a_deciding_one_gains_weight():
+    lists, gold = _dev()
+    fit = fit_retrieval_weights(lists, gold, CONFIGURED, min_gain=0.01)
+    assert fit.kept and fit.n_mentions == 60
+    assert fit.weights["attributes"] == 0.0 and fit.weights["chargram"] > 0
+    assert fit.dev["fitted_accuracy"] == 1.0 and fit.dev["configured_accuracy"] < 0.5
+    # what the fit measured is what the retriever's own fusion ranks
+    w = FusionWeights(**fit.weights)
+    for cands, g in zip(lists, gold):
+        channels = {k: np.array([c.channel_scores[k] for c in cands]) for k in cands[0].channel_scores}
+        assert cands[int(np.argmax(fuse_channels(channels, w)))].entity_id == g
+        assert refuse(cands, w)[0].entity_id == g
+
+
+def test_without_min_gain_on_dev_the_configured_weights_stay():
+    lists, gold = _dev()
+    configured = FusionWeights(text=0.45, image=0.15, lexical=0.0, chargram=1.0, attributes=0.0)  # already right
+    fit = fit_retrieval_weights(lists, gold, configured, min_gain=0.01)
+    assert not fit.kept and fit.weights == configured.model_dump()
+    assert fit.dev["configured_accuracy"] == 1.0
+
+
+def test_nil_and_unlabelled_mentions_are_left_out_and_absent_channels_renormalise():
+    lists, gold = _dev(10)
+    # a mention without the lexical channel (no known token) is fused over the channels it has
+    lists[0] = [c.model_copy(update={"channel_scores": {k: v for k, v in c.channel_scores.items() if k != "lexical"}})
+                for c in lists[0]]
+    fit = fit_retrieval_weights(lists + [lists[1]], gold + [None], CONFIGURED, min_gain=0.01)
+    assert fit.n_mentions == 10 and fit.dev["fitted_accuracy"] == 1.0
+    assert fit_retrieval_weights([], [], CONFIGURED, 0.01).weights == CONFIGURED.model_dump()
+
+
+def test_refuse_reorders_by_the_new_weights_and_keeps_every_candidate():
+    lists, _ = _dev(1)
+    out = refuse(lists[0], FusionWeights(text=0, image=0, lexical=0, chargram=1, attributes=0))
+    assert [c.entity_id for c in out][0] == "m0e3" and len(out) == len(lists[0])
+    assert all(a.score >= b.score for a, b in zip(out, out[1:]))
+    assert refuse([], CONFIGURED) == []
+
+
+def test_a_linker_takes_the_models_weights_unless_the_config_says_otherwise():
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.linker import retrieval_weights
+
+    fitted = {"text": 0.2, "image": 0.0, "lexical": 0.0, "chargram": 1.6, "attributes": 0.0}
+    assert retrieval_weights(AmeliConfig(), fitted).model_dump() == fitted
+    configured = AmeliConfig.load(None, ["retrieval.weights_from=config"])
+    assert retrieval_weights(configured, fitted) == configured.retrieval.weights
+    assert retrieval_weights(AmeliConfig(), None) == AmeliConfig().retrieval.weights
