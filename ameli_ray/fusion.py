@@ -82,6 +82,10 @@ class FusionModel(BaseModel):
     # None: a model from before the fit, or trained with `retrieval.fit_weights` off
     retrieval_weights: dict[str, float] | None = None
     retrieval_dev: dict[str, float] = {}
+    # how many candidates the statistics above were fitted on (`disambiguation.fusion.top_n` at
+    # training): linking another number would standardise and calibrate scores of another
+    # population, so a linker refuses a mismatch. None: a model from before it was recorded
+    top_n: int | None = None
 
     @field_validator("weights")
     @classmethod
@@ -282,6 +286,7 @@ def fit_fusion(
         gate=gate,
         filter=filter,
         filter_depth=filter_depth,
+        top_n=settings.top_n,
         dev=record,
         grid=[
             {**{s: float(grid[g, i]) for i, s in enumerate(STREAMS)}, "accuracy": int(correct[g]) / n_linkable if n_linkable else 0.0}

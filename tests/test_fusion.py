@@ -128,6 +128,7 @@ def test_fit_puts_the_weight_on_the_stream_that_carries_the_signal():
     assert len(m.grid) == 66 and best - FusionSettings().min_gain <= m.dev["accuracy"] <= best
     assert fit_fusion(dev, gold, nil, FusionSettings(min_gain=0), filter=True, filter_depth=10).dev["accuracy"] == best
     assert abs(sum(m.weights.values()) - 1) < 1e-9
+    assert m.top_n == FusionSettings().top_n  # what the statistics were fitted on travels with them
     # the stored model reproduces the dev accuracy answer by answer
     hits = sum(answer(fuse(d, m), d.contradicted, m)[0] == g for d, g in zip(dev, gold))
     assert hits / len(dev) == m.dev["accuracy"]

@@ -90,6 +90,17 @@ def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
     assert load_linker(ours, kb_uri, store, encoder=False).linker.retriever.weights == config.retrieval.weights
 
 
+def test_linking_with_another_top_n_than_the_model_was_tuned_on_is_refused(trained):
+    from ameli_ray.errors import ConfigError
+    from ameli_ray.linker import load_linker
+    from ameli_ray.workflows import with_model
+
+    config, store, kb_uri, outcome, _ = trained
+    other = with_model(AmeliConfig.load(None, QUICK + ["disambiguation.fusion.top_n=7"]), outcome["model"])
+    with pytest.raises(ConfigError, match="tuned on the top 5 candidates, but disambiguation.fusion.top_n is 7"):
+        load_linker(other.model_copy(update={"s3": config.s3}), kb_uri, store, encoder=False)
+
+
 def test_a_corrupted_model_file_is_refused(trained, tmp_path, monkeypatch):
     from ameli_ray.disambiguation.model import load_model
     from ameli_ray.errors import ChecksumMismatch

@@ -167,6 +167,11 @@ class Disambiguator:
         self.kb = kb
         self.settings = settings
         self.fusion = fusion or m.fusion
+        if self.fusion.top_n is not None and self.fusion.top_n != settings.fusion.top_n:
+            raise ConfigError(
+                f"disambiguation model {m.name}/{m.version} was tuned on the top {self.fusion.top_n} candidates, but "
+                f"disambiguation.fusion.top_n is {settings.fusion.top_n}: set it to {self.fusion.top_n} or retrain"
+            )
         self._adapted: np.ndarray | None = None
         # cross-encoder features of recently seen (premise, hypothesis) pairs: the ablations
         # re-link the same mentions, and the same statements recur across candidate lists

@@ -323,14 +323,35 @@ def read_ameli_mentions(
     """
     images = images_uri if images_uri is not None else join_uri(parent_uri(uri), MENTION_IMAGES_DIR)
     mentions = []
+    first = FirstIds(uri)
     for index, obj in enumerate(load_json_array(uri, store)):
         try:
-            mentions.append(mention_from_record(obj, uri=uri, index=index, images_uri=images))
+            mention = mention_from_record(obj, uri=uri, index=index, images_uri=images)
+            first.check(mention.id, f"record {index}")
+            mentions.append(mention)
         except InputFormatError as exc:
             if rejected is None:
                 raise
             rejected.append(str(exc))
     return mentions
+
+
+class FirstIds:
+    """Where each mention id was first seen in a file. A repeated id is refused (and, with a
+    rejected list, set aside while the first record is kept): everything downstream keys mentions
+    by id (evaluation rows, ablations, training examples), so a second record would silently
+    replace or merge with the first."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.first: dict[str, str] = {}
+
+    def check(self, mention_id: str, where: str) -> None:
+        if mention_id in self.first:
+            raise InputFormatError(
+                f"{self.uri}: {where}: duplicate mention id {mention_id!r} (first at {self.first[mention_id]}, which is kept)"
+            )
+        self.first[mention_id] = where
 
 
 # -- writers ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ameli_ray.errors import InputFormatError
-from ameli_ray.formats.ameli import Fields, build, parent_uri, resolve_image, review_text
+from ameli_ray.formats.ameli import Fields, FirstIds, build, parent_uri, resolve_image, review_text
 from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage.objects import ObjectStore
 
@@ -55,9 +55,13 @@ def read_jsonl_mentions(
     """With a `rejected` list, bad lines are reported there and skipped (see `_lines`)."""
     images = images_uri if images_uri is not None else parent_uri(uri)
     mentions: list[Mention] = []
+    first = FirstIds(uri)
     for fields in _lines(uri, store, rejected):
         try:
-            mentions.append(_mention(fields, images))
+            where = fields.where
+            mention = _mention(fields, images)
+            first.check(mention.id, where)
+            mentions.append(mention)
         except InputFormatError as exc:
             if rejected is None:
                 raise

@@ -248,8 +248,12 @@ class ObjectStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise StorageError(f"bucket {bucket}: {exc}") from None
+            # outside us-east-1, S3 wants the region named ("IllegalLocationConstraintException"
+            # otherwise); us-east-1 refuses it being named
+            region = self.s3.region
+            where = {} if region in ("", "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
             try:
-                client.create_bucket(Bucket=bucket)
+                client.create_bucket(Bucket=bucket, **where)
             except client.exceptions.ClientError as create_exc:
                 raise StorageError(f"cannot create bucket {bucket}: {create_exc}") from None
 

@@ -255,3 +255,16 @@ def test_mention_wrong_types(tmp_path):
     assert "'gold_entity_info.id' is missing" in message
     message = _mentions_error(tmp_path, [MENTION | {"body": ["a"]}])
     assert "'body' must be a string, got array" in message
+
+
+def test_a_duplicate_mention_id_is_refused_or_set_aside_and_the_first_kept(tmp_path):
+    """Everything downstream keys mentions by id: a second record with the same id must not
+    silently replace (or merge with) the first."""
+    second = {**MENTION, "body": "Another review under the same id."}
+    message = _mentions_error(tmp_path, [MENTION, {"review_id": 8, "body": "ok"}, second])
+    assert "record 2: duplicate mention id '7' (first at record 0, which is kept)" in message
+    rejected: list[str] = []
+    uri = _write(tmp_path / "m.json", [MENTION, {"review_id": 8, "body": "ok"}, second])
+    mentions = read_ameli_mentions(uri, ObjectStore(), rejected=rejected)
+    assert [m.id for m in mentions] == ["7", "8"] and mentions[0].text == "Great phone. The 128GB gray one is fast."
+    assert len(rejected) == 1 and "duplicate mention id '7'" in rejected[0]

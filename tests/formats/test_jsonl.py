@@ -150,3 +150,15 @@ def test_wrong_types(tmp_path):
 def test_duplicate_entity_id(tmp_path):
     message = _error(read_jsonl_entities, tmp_path, [ENTITIES[0], ENTITIES[1], {"id": "12", "name": "again"}])
     assert "line 3" in message and "duplicate entity id 12" in message and "line 1" in message
+
+
+def test_a_duplicate_mention_id_is_refused_or_set_aside_and_the_first_kept(tmp_path):
+    lines = [{"id": "a", "text": "first"}, {"id": "b", "text": "other"}, {"id": "a", "text": "second"}]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with pytest.raises(InputFormatError, match=r"line 3.*duplicate mention id 'a' \(first at line 1, which is kept\)"):
+        read_jsonl_mentions(str(path), ObjectStore())
+    rejected: list[str] = []
+    mentions = read_mentions(str(path), ObjectStore(), rejected=rejected)
+    assert [(m.id, m.text) for m in mentions] == [("a", "first"), ("b", "other")]
+    assert len(rejected) == 1 and "m.jsonl: line 3" in rejected[0]

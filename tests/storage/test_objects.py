@@ -59,3 +59,13 @@ def test_local_server_survives_thousands_of_requests(s3_store, s3_bucket):
         assert not s3_store.exists(f"{s3_bucket}/missing-{i}")
     s3_store.write_bytes(f"{s3_bucket}/after", b"ok")
     assert s3_store.read_bytes(f"{s3_bucket}/after") == b"ok"
+
+
+def test_buckets_outside_us_east_1_are_created_in_their_region(s3_settings):
+    """S3 refuses a bucket created through a regional endpoint without a location constraint."""
+    store = ObjectStore(s3_settings.model_copy(update={"region": "eu-west-1"}))
+    store.ensure_bucket("s3://ameli-in-eu-west-1/kb")
+    location = store.boto3_client().get_bucket_location(Bucket="ameli-in-eu-west-1")["LocationConstraint"]
+    assert location == "eu-west-1"
+    store.write_bytes("s3://ameli-in-eu-west-1/kb/x", b"1")
+    assert store.read_bytes("s3://ameli-in-eu-west-1/kb/x") == b"1"
