@@ -79,16 +79,18 @@ def check_compatible(manifest: KBManifest, config: AmeliConfig, text: TextEncode
 
     The configured model ids are always compared; where an encoder is at hand (every process that
     embeds mentions: in-process, a Ray Data embedding actor, a Serve replica), also the text
-    dimension and the image weights' fingerprint, which catches a `pretrained` checkpoint that
-    changed under the same name.
+    dimension and both encoders' weight fingerprints, which catch weights that changed under the
+    same name or URI (KBs from before the text fingerprint was recorded are checked by name).
     """
     m = manifest
     text_model = config.text_encoder.model
     image_model = ImageEncoder.model_id_for(config.image_encoder)
     problems = []
-    if m.text_model != text_model or (text is not None and m.text_dim != text.dim):
-        dim = f" (dim {text.dim})" if text is not None else ""
-        problems.append(f"text encoder {m.text_model!r} (dim {m.text_dim}), the linker has {text_model!r}{dim}")
+    other_weights = text is not None and m.text_fingerprint and m.text_fingerprint != text.fingerprint
+    if m.text_model != text_model or (text is not None and m.text_dim != text.dim) or other_weights:
+        dim = f" (dim {text.dim}, weights {text.fingerprint})" if text is not None else ""
+        problems.append(f"text encoder {m.text_model!r} (dim {m.text_dim}, weights {m.text_fingerprint or 'not recorded'}), "
+                        f"the linker has {text_model!r}{dim}")
     if m.image_model != image_model or (image is not None and m.image_fingerprint != image.fingerprint):
         fp = f", weights {image.fingerprint}" if image is not None else ""
         problems.append(

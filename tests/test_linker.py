@@ -61,6 +61,22 @@ def test_load_linker_checks_the_image_weights_not_just_the_name(toy_kb, default_
         loaded.encode([Mention(id="m", text="x")])
 
 
+def test_load_linker_checks_the_text_weights_not_just_the_name(toy_kb, default_config, encoders):
+    """Fine-tuned text weights uploaded under the same URI embed into another space: refused by
+    their fingerprint; a KB from before the fingerprint was recorded is checked by name only."""
+    import copy
+    import dataclasses
+
+    text, image = encoders
+    assert toy_kb.manifest.text_fingerprint == text.fingerprint != ""
+    changed = copy.copy(text)
+    changed.fingerprint = "fedcba987654"
+    with pytest.raises(ConfigError, match=f"weights {text.fingerprint}.*weights fedcba987654"):
+        load_linker(default_config, toy_kb, ObjectStore(), text_encoder=changed, image_encoder=image)
+    old = dataclasses.replace(toy_kb, manifest=toy_kb.manifest.model_copy(update={"text_fingerprint": ""}))
+    assert load_linker(default_config, old, ObjectStore(), text_encoder=changed, image_encoder=image).encoder is not None
+
+
 def test_load_linker_reads_and_verifies_a_kb_uri(toy_kb, default_config, tmp_path):
     from ameli_ray.kb.assets import write_kb
 

@@ -27,6 +27,27 @@ from ameli_ray.storage import ObjectStore
 
 __all__ = ["ImageTask", "StreamTask", "TextTask", "autocast", "task_for", "unwrap"]
 
+_OPERATIONAL = {"max_failures", "checkpoint_every_epochs", "threads", "cpus_per_worker"}
+
+
+def _feed(h, value: Any) -> None:
+    """Hashes a training example (dicts, lists, strings, numbers, numpy arrays) unambiguously."""
+    if isinstance(value, dict):
+        h.update(b"{%d" % len(value))
+        for key in sorted(value):
+            _feed(h, str(key))
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[%d" % len(value))
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, np.ndarray):
+        h.update(f"a{value.dtype.str}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    else:
+        data = repr(value).encode()
+        h.update(b"s%d:" % len(data) + data)
+
 
 def autocast(device: torch.device, train: TrainSettings):
     """bf16 autocast on GPU unless switched off; fp32 on CPU unless bf16 is asked for."""
@@ -69,6 +90,31 @@ class StreamTask(ABC):
     @abstractmethod
     def build_model(self, store: ObjectStore | None = None) -> nn.Module:
         """A freshly initialised stream (seed torch first for the same weights on every worker)."""
+
+    def fingerprint(self, rows: list[dict]) -> str:
+        """sha256 of what decides this run's weights: the stream, its training examples, the
+        training hyper-parameters, the stream's settings (base model included) and `identity()`.
+        A checkpoint is resumed only by a run with the same fingerprint. Operational settings
+        (retries, checkpoint frequency, threads, CPUs per worker) are left out: changing them
+        does not change what is learnt."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        settings = {
+            "stream": self.name,
+            "identity": self.identity(),
+            "train": self.config.train.model_dump(mode="json", exclude=_OPERATIONAL),
+            "settings": getattr(self.config.disambiguation, self.name).model_dump(mode="json"),
+        }
+        h.update(json.dumps(settings, sort_keys=True).encode())
+        for row in rows:
+            _feed(h, row)
+        return h.hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        """What else defines the stream beyond the configuration (the image tower's dimension)."""
+        return {}
 
     @abstractmethod
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer: ...
@@ -153,6 +199,9 @@ class ImageTask(StreamTask):
 
     def build_model(self, store: ObjectStore | None = None) -> nn.Module:
         return ImageStream(self.image_dim, self.config.disambiguation.image)
+
+    def identity(self) -> dict[str, Any]:
+        return {"image_dim": self.image_dim}
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         params = [p for p in model.parameters() if p.requires_grad]

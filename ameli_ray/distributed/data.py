@@ -138,6 +138,7 @@ def _ocr_of(batch: pa.Table) -> tuple[list[list[tuple[str, float]]], list[list[s
 def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) -> tuple[KnowledgeBase, list[list[str]]]:
     """Embeds entities on the Ray cluster, then indexes them on the driver."""
     from ameli_ray.encoders.image import ImageEncoder
+    from ameli_ray.encoders.text import TextEncoder
 
     if not entities:
         raise ValueError("cannot build a KB from no entities")
@@ -156,15 +157,16 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
             text_emb[r], image_emb[r], errors[r] = t, im, errs + oerrs
             ocr_text[r] = " ".join(text for text, _ in ocr)
     embed_seconds = time.perf_counter() - start
-    # built on the driver only for its identity (model id, weights fingerprint, dim): cheap
+    # built on the driver only for their identity (model id, weights fingerprint, dim): cheap
     image_encoder = ImageEncoder(config.image_encoder, ObjectStore(config.s3), device="cpu")
+    text_encoder = TextEncoder(config.text_encoder, ObjectStore(config.s3), device="cpu")
     dim = image_encoder.dim
     owners = np.concatenate([np.full(len(v) // dim, i, np.int32) for i, v in enumerate(image_emb)])
     kb = assemble_kb(
         entities, np.stack(text_emb).astype(np.float32),
         np.concatenate([np.asarray(v, np.float32) for v in image_emb]).reshape(-1, dim), owners,
         name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
-        image_fingerprint=image_encoder.fingerprint, index_settings=config.index,
+        image_fingerprint=image_encoder.fingerprint, text_fingerprint=text_encoder.fingerprint, index_settings=config.index,
         lexical=config.retrieval.lexical, chargram=config.retrieval.chargram,
         entity_ocr=ocr_text if _ocr_wanted("entity", config) else None,
         build_info={

@@ -19,6 +19,7 @@ removed once the trained model version is written.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -33,6 +34,8 @@ from ameli_ray.config import AmeliConfig, TrainSettings
 from ameli_ray.disambiguation.tasks import StreamTask, unwrap
 from ameli_ray.storage import ObjectStore, join_uri
 from ameli_ray.storage.objects import is_s3, split_s3
+
+_log = logging.getLogger(__name__)
 
 # Fault injection for the kill-and-resume test: the worker stalls after reporting this epoch,
 # so that a test can kill the driver at a known point.
@@ -84,12 +87,13 @@ def train_stream(task: StreamTask, rows: list[dict], model_root: str, *, say=lam
     storage_path, filesystem = storage_for(checkpoint_root(model_root), config)
     ObjectStore(config.s3).ensure_bucket(checkpoint_root(model_root))
     stall = os.environ.get(STALL_AFTER_EPOCH_ENV)
+    fingerprint = task.fingerprint(rows)
     trainer = TorchTrainer(
         _train_loop,
         train_loop_config={
-            "task": task, "n_rows": len(rows),
+            "task": task, "n_rows": len(rows), "fingerprint": fingerprint,
             "stall_after_epoch": int(stall) if stall else None,
-            "stored_checkpoint": _newest_stored_checkpoint(model_root, stream, config),
+            "stored_checkpoint": _newest_stored_checkpoint(model_root, stream, config, fingerprint, say),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker={"CPU": t.cpus_per_worker},
@@ -113,10 +117,13 @@ def train_stream(task: StreamTask, rows: list[dict], model_root: str, *, say=lam
     return TrainOutcome(stream, state, info.get("history", []), info.get("resumed_from_epoch"))
 
 
-def _newest_stored_checkpoint(model_root: str, stream: str, config: AmeliConfig) -> tuple[int, str, Any] | None:
-    """(epoch, storage path, filesystem) of the newest checkpoint of `stream` in storage, by its own
+def _newest_stored_checkpoint(model_root: str, stream: str, config: AmeliConfig, fingerprint: str,
+                              say=lambda _: None) -> tuple[int, str, Any] | None:
+    """(epoch, storage path, filesystem) of the newest checkpoint of `stream` in storage that
+    this run wrote (same fingerprint: same examples, hyper-parameters and base model), by its own
     manifest. Ray Train resumes only from checkpoints it has registered; a run killed between a
-    checkpoint's upload and its registration would otherwise start over."""
+    checkpoint's upload and its registration would otherwise start over. A checkpoint of another
+    run (a crashed run with other data or settings) is never continued: it is named and skipped."""
     import json
 
     from ameli_ray.disambiguation.checkpoint import CHECKPOINT_MANIFEST
@@ -127,9 +134,16 @@ def _newest_stored_checkpoint(model_root: str, stream: str, config: AmeliConfig)
         if not uri.endswith("/" + CHECKPOINT_MANIFEST):
             continue
         try:
-            epoch = int(json.loads(store.read_text(uri))["epoch"])
-        except (ValueError, KeyError, TypeError):
-            continue  # not one of ours, or half written: the checksums would refuse it anyway
+            manifest = json.loads(store.read_text(uri))
+            epoch = int(manifest["epoch"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # not one of ours, or half written: the checksums would refuse it anyway
+            _log.warning("checkpoint %s cannot be read (%s): not resumed from", uri, exc)
+            continue
+        if _fingerprint_of(manifest) != fingerprint:
+            say(f"checkpoint {uri.rsplit('/', 1)[0]} (epoch {epoch}) is of another run (other examples, settings or base "
+                f"model): not resumed from; the {stream} stream trains afresh")
+            continue
         if newest is None or epoch > newest[0]:
             newest = (epoch, uri.rsplit("/", 1)[0])
     if newest is None:
@@ -137,26 +151,38 @@ def _newest_stored_checkpoint(model_root: str, stream: str, config: AmeliConfig)
     return (newest[0], *storage_for(newest[1], config))
 
 
-def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stored: tuple | None) -> dict | None:
-    """Loads the newer of Ray Train's registered checkpoint and the newest one in storage; returns
-    its manifest (None: nothing to resume from)."""
+def _resume(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stored: tuple | None, fingerprint: str) -> dict | None:
+    """Loads the newer of Ray Train's registered checkpoint and the newest one in storage, if
+    this run wrote them (`fingerprint`); returns its manifest (None: nothing to resume from)."""
     import ray.train
 
-    from ameli_ray.disambiguation.checkpoint import load_checkpoint
+    from ameli_ray.disambiguation.checkpoint import load_checkpoint, read_checkpoint_manifest
     from ameli_ray.errors import ChecksumMismatch, InputFormatError
 
     manifest = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
+        # Ray Train restores the state of an earlier run under the same name and storage path
+        # too: a checkpoint of another run is not continued
         with checkpoint.as_directory() as directory:
-            manifest = load_checkpoint(directory, model, optimizer)
+            if _fingerprint_of(read_checkpoint_manifest(directory)) == fingerprint:
+                manifest = load_checkpoint(directory, model, optimizer)
+            else:
+                _log.warning("checkpoint %s is of another run (other examples, settings or base model): "
+                             "not resumed from, training afresh", checkpoint.path)
     if stored is not None and stored[0] > (int(manifest["epoch"]) if manifest else 0):
         try:
             with ray.train.Checkpoint(path=stored[1], filesystem=stored[2]).as_directory() as directory:
                 manifest = load_checkpoint(directory, model, optimizer)
-        except (ChecksumMismatch, InputFormatError, OSError):
-            pass  # an incomplete upload (a file missing or short): checksums are verified before any weight is loaded
+        except (ChecksumMismatch, InputFormatError, OSError) as exc:
+            # an incomplete upload (a file missing or short): checksums are verified before any
+            # weight is loaded, and the run goes on from the registered checkpoint (or afresh)
+            _log.warning("stored checkpoint %s (epoch %d) not resumed from: %s", stored[1], stored[0], exc)
     return manifest
+
+
+def _fingerprint_of(manifest: dict) -> str | None:
+    return (manifest.get("info") or {}).get("fingerprint")
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -201,7 +227,7 @@ def _train_loop(loop_config: dict) -> None:
     model = task.build_model(ObjectStore(config.s3))
     optimizer = task.build_optimizer(model)
     start_epoch, history, resumed_from = 0, [], None
-    manifest = _resume(model, optimizer, loop_config.get("stored_checkpoint"))
+    manifest = _resume(model, optimizer, loop_config.get("stored_checkpoint"), loop_config["fingerprint"])
     if manifest is not None:
         start_epoch = resumed_from = int(manifest["epoch"])
         history = list(manifest.get("info", {}).get("history", []))
@@ -238,7 +264,8 @@ def _train_loop(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 save_checkpoint(
                     directory, unwrap(model), optimizer, epoch=epoch + 1, step=steps, metrics=metrics,
-                    info={"stream": task.name, "history": history, "resumed_from_epoch": resumed_from, "workers": world},
+                    info={"stream": task.name, "history": history, "resumed_from_epoch": resumed_from, "workers": world,
+                          "fingerprint": loop_config["fingerprint"]},
                 )
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
         else:

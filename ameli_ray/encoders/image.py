@@ -7,7 +7,6 @@ linker must embed into one space); `fingerprint` lets the KB manifest prove it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 
 from ameli_ray.config import TINY_CLIP, ImageEncoderSettings
-from ameli_ray.encoders.loading import resolve_model_ref
+from ameli_ray.encoders.loading import resolve_model_ref, weights_fingerprint
 from ameli_ray.encoders.text import pick_device
 from ameli_ray.errors import ModelLoadError
 from ameli_ray.storage import ObjectStore
@@ -63,7 +62,7 @@ class ImageEncoder:
         self.visual = model.visual.eval().to(self.device)
         self.preprocess = preprocess
         self.dim = int(model.visual.output_dim)
-        self.fingerprint = _fingerprint(self.visual)
+        self.fingerprint = weights_fingerprint(self.visual)
         self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
 
     @property
@@ -88,14 +87,6 @@ class ImageEncoder:
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
-def _fingerprint(module: torch.nn.Module) -> str:
-    """A short hash of the weights: equal fingerprints mean the same embedding space."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        flat = tensor.detach().float().flatten()
-        h.update(flat[:: max(1, flat.numel() // 64)][:64].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 Loaded = list[tuple[str, Image.Image]]  # an item's usable images, with their URIs

@@ -54,3 +54,17 @@ def _download_file(store: ObjectStore, ref: str, target: Path) -> int:
     target.mkdir(parents=True, exist_ok=True)
     (target / Path(ref).name).write_bytes(store.read_bytes(ref))
     return 1
+
+
+def weights_fingerprint(module) -> str:
+    """A short hash of a torch module's weights (64 values sampled evenly from every tensor, with
+    the tensors' names): equal fingerprints mean the same embedding space. Cheap enough to compute
+    at every load, and any fine-tuning changes the sampled values."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        flat = tensor.detach().float().flatten()
+        h.update(flat[:: max(1, flat.numel() // 64)][:64].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

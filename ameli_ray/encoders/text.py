@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ameli_ray.config import TextEncoderSettings
-from ameli_ray.encoders.loading import resolve_model_ref
+from ameli_ray.encoders.loading import resolve_model_ref, weights_fingerprint
 from ameli_ray.errors import ModelLoadError
 from ameli_ray.storage import ObjectStore
 
@@ -32,6 +32,9 @@ class TextEncoder:
             raise ModelLoadError(f"cannot load text encoder {settings.model!r} ({path}): {exc}") from exc
         self.model.max_seq_length = settings.max_seq_length
         self.dim = int(self.model.get_embedding_dimension())
+        # by content: other weights under the same name or URI (a fine-tuned copy uploaded over
+        # the old one) embed into another space, and a KB built with them is refused
+        self.fingerprint = weights_fingerprint(self.model)
 
     @property
     def model_id(self) -> str:

@@ -49,6 +49,7 @@ class KBManifest(VersionedManifest):
     format_version: int = KB_FORMAT_VERSION
     text_model: str
     text_dim: int
+    text_fingerprint: str = ""  # of the text encoder's weights ("" in KBs from before it was recorded)
     image_model: str
     image_dim: int
     image_fingerprint: str
@@ -130,6 +131,7 @@ def assemble_kb(
     image_model: str,
     image_fingerprint: str,
     index_settings: IndexSettings,
+    text_fingerprint: str = "",
     lexical: bool = True,
     chargram: bool = True,
     entity_ocr: list[str] | None = None,
@@ -154,6 +156,7 @@ def assemble_kb(
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         text_model=text_model,
         text_dim=int(text_emb.shape[1]),
+        text_fingerprint=text_fingerprint,
         image_model=image_model,
         image_dim=int(image_dim),
         image_fingerprint=image_fingerprint,

@@ -42,7 +42,7 @@ def build_kb_in_process(
     kb = assemble_kb(
         entities, text_emb, image_emb.reshape(len(owner), image_encoder.dim), owner,
         name=name, text_model=text_encoder.model_id, image_model=image_encoder.model_id,
-        image_fingerprint=image_encoder.fingerprint, index_settings=config.index,
+        image_fingerprint=image_encoder.fingerprint, text_fingerprint=text_encoder.fingerprint, index_settings=config.index,
         lexical=config.retrieval.lexical, chargram=config.retrieval.chargram, entity_ocr=entity_ocr,
         build_info={"seconds": round(time.perf_counter() - start, 3), "runner": "in-process"},
     )

@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
         f"s3.endpoint_url={endpoint}", "s3.access_key_id=testing", "s3.secret_access_key=testing",
         "train.image_epochs=3", "train.image_batch=32", "ray.num_cpus=2",
     ])
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(int(sys.argv[4]) if len(sys.argv) > 4 else 0)  # another seed: other data
     rows = [{"photo": rng.standard_normal(16).astype(np.float32), "product_image": rng.standard_normal(16).astype(np.float32),
              "group": i % 40} for i in range(128)]
     start_ray(config.ray)
@@ -86,6 +86,13 @@ def test_killed_training_resumes_from_its_checkpoint(s3_server, s3_store, s3_buc
     assert [h["epoch"] for h in outcome["history"]] == [1, 2, 3]  # epoch 1 from the first run's record
     assert _checkpoint_epochs(s3_store, checkpoint_root(model_root))[-1] == 3
 
+    # a run with other data under the same model root never continues those checkpoints (Ray Train
+    # restores its registered state by run name, and the stored ones are found by manifest)
+    third = subprocess.run([*args, str(tmp_path / "third.json"), "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    outcome = json.loads((tmp_path / "third.json").read_text())
+    assert outcome["resumed_from_epoch"] is None and [h["epoch"] for h in outcome["history"]] == [1, 2, 3]
+
 
 def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
     import torch
@@ -122,18 +129,48 @@ def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
         load_checkpoint(tmp_path, other)
 
 
-def test_the_newest_stored_checkpoint_is_found_by_its_own_manifest(tmp_path):
+def test_the_newest_stored_checkpoint_is_found_by_its_own_manifest(tmp_path, caplog):
     """What a run killed between a checkpoint's upload and Ray Train's registering it resumes
-    from: the highest epoch among the manifests in storage, whatever Ray Train recorded."""
+    from: the highest epoch among the manifests in storage of this run (same fingerprint),
+    whatever Ray Train recorded. Another run's checkpoint is named and skipped; an unreadable
+    manifest is logged, not silently passed over."""
     from ameli_ray.config import AmeliConfig
     from ameli_ray.distributed.train import _newest_stored_checkpoint, checkpoint_root
 
     model_root = str(tmp_path / "model")
     stream_dir = Path(checkpoint_root(model_root)) / "text"
-    assert _newest_stored_checkpoint(model_root, "text", AmeliConfig()) is None
-    for name, body in (("checkpoint_a", '{"epoch": 1}'), ("checkpoint_b", '{"epoch": 2}'), ("checkpoint_c", "{half")):
+    assert _newest_stored_checkpoint(model_root, "text", AmeliConfig(), "run-1") is None
+    for name, body in (("checkpoint_a", '{"epoch": 1, "info": {"fingerprint": "run-1"}}'),
+                       ("checkpoint_b", '{"epoch": 2, "info": {"fingerprint": "run-1"}}'),
+                       ("checkpoint_c", "{half"),
+                       ("checkpoint_d", '{"epoch": 5, "info": {"fingerprint": "run-0"}}'),
+                       ("checkpoint_e", '{"epoch": 6}')):  # from before fingerprints: another run too
         (stream_dir / name).mkdir(parents=True)
         (stream_dir / name / "checkpoint.json").write_text(body)
-    epoch, path, filesystem = _newest_stored_checkpoint(model_root, "text", AmeliConfig())
+    said: list[str] = []
+    with caplog.at_level("WARNING", logger="ameli_ray.distributed.train"):
+        epoch, path, filesystem = _newest_stored_checkpoint(model_root, "text", AmeliConfig(), "run-1", said.append)
     assert (epoch, path, filesystem) == (2, str(stream_dir / "checkpoint_b"), None)
-    assert _newest_stored_checkpoint(model_root, "image", AmeliConfig()) is None
+    assert sorted(s.split(" (epoch")[0].rsplit("/", 1)[-1] for s in said) == ["checkpoint_d", "checkpoint_e"]
+    assert all("another run" in s and "trains afresh" in s for s in said)
+    assert any("checkpoint_c/checkpoint.json cannot be read" in r.getMessage() for r in caplog.records)
+    assert _newest_stored_checkpoint(model_root, "image", AmeliConfig(), "run-1") is None
+
+
+def test_the_run_fingerprint_follows_data_settings_and_base_model_not_operations():
+    import numpy as np
+
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.disambiguation.tasks import ImageTask, TextTask
+
+    rows = [{"photo": np.ones(4, np.float32), "product_image": np.zeros(4, np.float32), "group": 1}]
+    base = ImageTask(AmeliConfig(), 4).fingerprint(rows)
+    assert base == ImageTask(AmeliConfig(), 4).fingerprint([dict(r) for r in rows])
+    other_rows = [{**rows[0], "photo": np.full(4, 2, np.float32)}]
+    assert ImageTask(AmeliConfig(), 4).fingerprint(other_rows) != base
+    assert ImageTask(AmeliConfig.load(None, ["train.image_lr=0.01"]), 4).fingerprint(rows) != base
+    assert ImageTask(AmeliConfig(), 8).fingerprint(rows) != base
+    assert ImageTask(AmeliConfig.load(None, ["train.max_failures=5", "train.checkpoint_every_epochs=2"]), 4).fingerprint(rows) == base
+    text_rows = [{"premise": "a review", "hypotheses": ["x"], "label": 0}]
+    text = TextTask(AmeliConfig()).fingerprint(text_rows)
+    assert TextTask(AmeliConfig.load(None, ["disambiguation.text.model=some/other-model"])).fingerprint(text_rows) != text
