@@ -47,6 +47,10 @@ class TextEncoderSettings(_Section):
     # only ever drops the tail of long descriptions, and halves the cost of embedding them.
     max_seq_length: int = Field(128, ge=8)
     batch_size: int = Field(64, ge=1)
+    allow_pickle: bool = Field(
+        False, description="load pickled weights (.pt/.bin/.pth), which can run code, from s3:// and let transformers read them; "
+        "off: safetensors only",
+    )
 
 
 class ImageEncoderSettings(_Section):
@@ -55,6 +59,10 @@ class ImageEncoderSettings(_Section):
         None, description="open_clip tag (e.g. openai), local checkpoint or s3:// URI; None = seeded random init"
     )
     seed: int = Field(0, description="initialisation seed when pretrained is None")
+    allow_pickle: bool = Field(
+        False, description="load pickled weights (.pt/.bin/.pth), which can run code, from s3:// and let transformers read them; "
+        "off: safetensors only",
+    )
     batch_size: int = Field(32, ge=1)
     max_images_per_entity: int = Field(4, ge=1)
     max_images_per_mention: int = Field(4, ge=1)
@@ -142,6 +150,10 @@ class TextStreamSettings(_Section):
         "such as cross-encoder/nli-deberta-v3-base",
     )
     max_seq_length: int = Field(96, ge=16, description="tokens of one (premise, hypothesis) pair")
+    allow_pickle: bool = Field(
+        False, description="load pickled weights (.pt/.bin/.pth), which can run code, from s3:// and let transformers read them; "
+        "off: safetensors only",
+    )
     statements: int = Field(5, ge=0, description="'{key} of {mention} is {value}' statements per candidate")
     description_pair: bool = Field(True, description="also score the (entity description, review) pair")
     match_features: bool = Field(

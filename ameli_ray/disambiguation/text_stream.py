@@ -28,7 +28,7 @@ from torch import nn
 from ameli_ray.config import TextStreamSettings
 from ameli_ray.disambiguation.match_features import n_match_features
 from ameli_ray.disambiguation.statements import PairBatch
-from ameli_ray.encoders.loading import resolve_model_ref
+from ameli_ray.encoders.loading import resolve_model_ref, safetensors_only
 from ameli_ray.errors import ConfigError, InputFormatError, ModelLoadError
 from ameli_ray.storage import ObjectStore
 
@@ -98,10 +98,11 @@ class TextStream(nn.Module):
             raise ConfigError("the text stream needs at least one slot (statements > 0 or description_pair)")
         self.settings = settings
         self.n_slots = n_slots
-        path = backbone_path or find_hf_folder(resolve_model_ref(settings.model, store))
+        path = backbone_path or find_hf_folder(resolve_model_ref(
+            settings.model, store, allow_pickle=settings.allow_pickle, setting="disambiguation.text.allow_pickle"))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.backbone = AutoModel.from_pretrained(path)
+            self.backbone = AutoModel.from_pretrained(path, **safetensors_only(settings.allow_pickle))
         except Exception as exc:  # transformers raises many types; the user needs the reference
             raise ModelLoadError(f"cannot load text-stream cross-encoder {settings.model!r} ({path}): {exc}") from exc
         h = int(self.backbone.config.hidden_size)

@@ -47,7 +47,8 @@ class ImageEncoder:
         self.device = pick_device(device)
         pretrained = settings.pretrained
         if pretrained and (pretrained.startswith("s3://") or Path(pretrained).suffix):
-            pretrained = resolve_model_ref(pretrained, store)
+            pretrained = resolve_model_ref(pretrained, store, allow_pickle=settings.allow_pickle,
+                                           setting="image_encoder.allow_pickle")
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(settings.seed)

@@ -1,16 +1,34 @@
 """Resolving a model reference to something a library can load: a packaged model, a local path,
-an s3:// URI (downloaded once into a local cache), or a hub name passed through unchanged."""
+an s3:// URI (downloaded into a local cache), or a hub name passed through unchanged.
+
+Weights from storage are never unpickled unless the operator says so: a `.pt`/`.bin`/`.pth`
+checkpoint in a bucket is one `torch.load` away from running whatever code was put there, so
+such a file (or a model folder holding only pickled weights) is refused unless the model's
+`allow_pickle` setting is on, and transformers / sentence-transformers are told to load
+safetensors only (`safetensors_only`).
+
+The cache is keyed by the URI *and* the objects' ETags (weights replaced under the same URI are
+downloaded again), and every cached file is checked against the sha256 recorded when it was
+downloaded before it is used (a damaged or altered cache is downloaded again).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from ameli_ray.errors import ModelLoadError
 from ameli_ray.storage import ObjectStore, is_s3
 
 PACKAGED_PREFIX = "packaged:"
+PICKLED_SUFFIXES = {".pt", ".bin", ".pth", ".ckpt", ".pkl"}
+_CACHE_MANIFEST = ".complete.json"
+_log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -31,29 +49,85 @@ def packaged_model_path(name: str) -> str:
     raise ModelLoadError(f"unknown packaged model {name!r}; known: all-MiniLM-L6-v2")
 
 
-def resolve_model_ref(ref: str, store: ObjectStore | None = None) -> str:
-    """A local path for packaged/local/s3 references; a hub name stays as it is."""
+def resolve_model_ref(ref: str, store: ObjectStore | None = None, *, allow_pickle: bool = False,
+                      setting: str = "allow_pickle") -> str:
+    """A local path for packaged/local/s3 references; a hub name stays as it is. `setting` names
+    the configuration key that allows pickled weights, for the error message."""
     if ref.startswith(PACKAGED_PREFIX):
         return packaged_model_path(ref[len(PACKAGED_PREFIX):])
-    if is_s3(ref):
-        store = store or ObjectStore()
-        target = cache_dir() / "models" / hashlib.sha256(ref.encode()).hexdigest()[:16]
-        done = target / ".complete"
-        if not done.exists():
-            n = store.download_dir(ref, target) if not _is_single_file(ref) else _download_file(store, ref, target)
-            done.write_text(f"{ref}\n{n} files\n")
-        return str(target / Path(ref).name) if _is_single_file(ref) else str(target)
-    return ref
+    if not is_s3(ref):
+        return ref
+    if not allow_pickle and Path(ref).suffix in PICKLED_SUFFIXES:
+        raise ModelLoadError(
+            f"{ref}: a pickled checkpoint ({Path(ref).suffix}) from storage can run code when it is loaded; "
+            f"convert it to .safetensors, or set {setting}=true if you trust where it comes from"
+        )
+    path = _cached(ref, store or ObjectStore())
+    if not allow_pickle and path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file()]
+        pickled = sorted(p.name for p in files if p.suffix in PICKLED_SUFFIXES)
+        if pickled and not any(p.suffix == ".safetensors" for p in files):
+            raise ModelLoadError(
+                f"{ref} holds only pickled weights ({', '.join(pickled[:3])}), which can run code when loaded; "
+                f"convert them to safetensors, or set {setting}=true if you trust where they come from"
+            )
+    return str(path)
+
+
+def safetensors_only(allow_pickle: bool) -> dict:
+    """Keyword arguments of `from_pretrained` that keep transformers from unpickling weights."""
+    return {} if allow_pickle else {"use_safetensors": True}
 
 
 def _is_single_file(ref: str) -> bool:
-    return Path(ref).suffix in {".pt", ".bin", ".safetensors", ".pth"}
+    return Path(ref).suffix in PICKLED_SUFFIXES | {".safetensors"}
 
 
-def _download_file(store: ObjectStore, ref: str, target: Path) -> int:
-    target.mkdir(parents=True, exist_ok=True)
-    (target / Path(ref).name).write_bytes(store.read_bytes(ref))
-    return 1
+def _cached(ref: str, store: ObjectStore) -> Path:
+    """The local copy of `ref` (a file or a folder), downloaded when missing, changed in storage
+    (other ETags) or no longer matching the sha256 recorded at download."""
+    single = _is_single_file(ref)
+    remote = store.etags(ref)
+    if not remote:
+        raise ModelLoadError(f"{ref}: no model found there")
+    key = hashlib.sha256(json.dumps([ref, sorted(remote.items())]).encode()).hexdigest()[:16]
+    target = cache_dir() / "models" / key
+    found = target / Path(ref).name if single else target
+    recorded = target / _CACHE_MANIFEST
+    if recorded.exists():
+        try:
+            digests = json.loads(recorded.read_text())["sha256"]
+            damaged = [n for n, d in digests.items() if not (target / n).is_file() or _sha256(target / n) != d]
+        except (ValueError, KeyError, TypeError):
+            damaged = [_CACHE_MANIFEST]
+        if not damaged:
+            return found
+        _log.warning("cached copy of %s does not match what was downloaded (%s): downloading it again", ref, ", ".join(damaged[:3]))
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        staging = Path(tmp) / "copy"
+        if single:
+            staging.mkdir()
+            (staging / Path(ref).name).write_bytes(store.read_bytes(ref))
+        else:
+            store.download_dir(ref, staging)
+        digests = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        (staging / _CACHE_MANIFEST).write_text(json.dumps({"ref": ref, "etags": remote, "sha256": digests}, indent=1))
+        try:
+            staging.rename(target)  # whole or not at all: a concurrent loader may have won the race
+        except OSError:
+            if not target.exists():
+                raise
+    return found
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def weights_fingerprint(module) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ameli_ray.config import TextEncoderSettings
-from ameli_ray.encoders.loading import resolve_model_ref, weights_fingerprint
+from ameli_ray.encoders.loading import resolve_model_ref, safetensors_only, weights_fingerprint
 from ameli_ray.errors import ModelLoadError
 from ameli_ray.storage import ObjectStore
 
@@ -25,9 +25,10 @@ class TextEncoder:
 
         self.settings = settings
         self.device = pick_device(device)
-        path = resolve_model_ref(settings.model, store)
+        path = resolve_model_ref(settings.model, store, allow_pickle=settings.allow_pickle,
+                                 setting="text_encoder.allow_pickle")
         try:
-            self.model = SentenceTransformer(path, device=self.device)
+            self.model = SentenceTransformer(path, device=self.device, model_kwargs=safetensors_only(settings.allow_pickle))
         except Exception as exc:  # the library raises many types; the user needs the reference
             raise ModelLoadError(f"cannot load text encoder {settings.model!r} ({path}): {exc}") from exc
         self.model.max_seq_length = settings.max_seq_length

@@ -221,6 +221,30 @@ class ObjectStore:
         infos = self._call("list", uri, lambda: fs.get_file_info(selector))
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
+    def etags(self, uri: str) -> dict[str, str]:
+        """{name relative to `uri`: ETag} of the object at `uri` (name: its basename) or of every
+        object below it as a prefix; empty when there is none. S3 only."""
+        bucket, key = split_s3(uri)
+        client = self.boto3_client()
+
+        def head() -> dict[str, str]:
+            return {key.rsplit("/", 1)[-1]: client.head_object(Bucket=bucket, Key=key)["ETag"]}
+
+        def listing() -> dict[str, str]:
+            prefix = key.rstrip("/") + "/" if key else ""
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            return {o["Key"][len(prefix):]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+
+        try:
+            if key and not key.endswith("/"):
+                return self._call("head", uri, head)
+            raise ObjectNotFound(uri)
+        except ObjectNotFound:
+            try:
+                return self._call("list", uri, listing)
+            except ObjectNotFound:
+                return {}
+
     def delete_prefix(self, uri: str) -> int:
         """Deletes every file below a prefix (a folder); returns how many. Nothing there is fine."""
         files = self.list_files(uri)
