@@ -86,6 +86,10 @@ def _summary_lines(metrics: dict) -> list[str]:
     baseline = (metrics.get("baseline") or {}).get("char_tfidf")
     if baseline and not folds:
         lines.append(f"char n-gram TF-IDF baseline: top-1 {baseline['accuracy']:.3f} on the same mentions")
+    seen = metrics.get("seen_by_model")
+    if seen and (seen["train"] or seen["dev"]):
+        lines.append(f"WARNING: {seen['train']} of the {seen['n_scored']} scored mentions were in the model's training data "
+                     f"and {seen['dev']} in its dev data: not held-out figures")
     cal = metrics.get("calibration")
     if cal:
         cov = cal["coverage_at_precision"]

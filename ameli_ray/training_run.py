@@ -104,7 +104,7 @@ def train_model(
 ) -> dict:
     """Trains both streams and the fusion; writes a new model version under `model_uri` and
     returns what happened (version URI, per-epoch history, dev metrics, throughput)."""
-    from ameli_ray.disambiguation.model import new_manifest, update_fusion, write_model
+    from ameli_ray.disambiguation.model import SEEN_MENTIONS, new_manifest, seen_mentions_file, update_fusion, write_model
     from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.distributed.train import checkpoint_root
     from ameli_ray.fusion import FusionModel, fit_fusion
@@ -145,7 +145,8 @@ def train_model(
                               standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
     manifest = new_manifest("disambiguation", kb, config.disambiguation, provisional, text=text is not None, image=image is not None)
     # streams first (not yet LATEST), fusion once tuned on dev
-    version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False)
+    seen = {SEEN_MENTIONS: seen_mentions_file([m.id for m in train_mentions], [m.id for m in dev_mentions])}
+    version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False, extra_files=seen)
     # dev is scored by the model as written and read back, through the factory every linker
     # uses: what fusion is tuned on is what `link` and Serve will run
     disambiguator = load_linker(with_model(config, version_uri), kb, store, encoder=False).disambiguator

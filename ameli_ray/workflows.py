@@ -225,9 +225,17 @@ def evaluate(
                 m["training"] = training["training"]
                 m["fusion"] = _fusion_record(training["fusion"])
             elif config.disambiguation.model:
-                from ameli_ray.disambiguation.model import read_model_manifest
+                from ameli_ray.disambiguation.model import read_model_manifest, seen_overlap
 
                 m["fusion"] = _fusion_record(read_model_manifest(config.disambiguation.model, store)[1].fusion.model_dump())
+                # a given model may have trained or tuned on what is scored here: say so
+                m["seen_by_model"] = seen_overlap(config.disambiguation.model, store, [t.id for t in test])
+                seen = m["seen_by_model"]
+                if seen is None:
+                    say("[yellow]the model records no training mentions: overlap with the scored ones cannot be checked[/]")
+                elif seen["train"] or seen["dev"]:
+                    say(f"[bold red]WARNING[/]: {seen['train']} of the {seen['n_scored']} scored mentions were in the model's "
+                        f"training data and {seen['dev']} in its dev data: these figures are not held-out figures")
             fold_metrics.append(m)
             pooled.extend(rows)
     if folds is None:

@@ -159,3 +159,7 @@ def test_summary_lines_show_intervals_baseline_and_confidence():
     assert _summary_lines({"baseline": {"char_tfidf": {"accuracy": 0.8}}}) == [
         "char n-gram TF-IDF baseline: top-1 0.800 on the same mentions"]
     assert _summary_lines({"accuracy": 0.5}) == []
+    seen = {"train": 12, "dev": 0, "n_scored": 40}
+    assert _summary_lines({"seen_by_model": seen}) == [
+        "WARNING: 12 of the 40 scored mentions were in the model's training data and 0 in its dev data: not held-out figures"]
+    assert _summary_lines({"seen_by_model": {"train": 0, "dev": 0, "n_scored": 40}}) == []

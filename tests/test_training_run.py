@@ -101,6 +101,19 @@ def test_linking_with_another_top_n_than_the_model_was_tuned_on_is_refused(train
         load_linker(other.model_copy(update={"s3": config.s3}), kb_uri, store, encoder=False)
 
 
+def test_the_model_records_which_mentions_it_trained_and_tuned_on(trained):
+    from ameli_ray.disambiguation.model import SEEN_MENTIONS, read_model_manifest, seen_overlap
+
+    config, store, kb_uri, outcome, split = trained
+    _, manifest = read_model_manifest(outcome["model"], store)
+    assert SEEN_MENTIONS in manifest.files  # checksummed like the weights
+    n_train = outcome["training"]["n_train_mentions"]  # the capped training set, not the whole split
+    train_ids = [m.id for m in split["train"]]
+    assert seen_overlap(outcome["model"], store, train_ids)["train"] == n_train
+    mixed = seen_overlap(outcome["model"], store, [m.id for m in split["test"]] + [m.id for m in split["dev"][:3]])
+    assert mixed == {"train": 0, "dev": 3, "n_scored": len(split["test"]) + 3}
+
+
 def test_a_corrupted_model_file_is_refused(trained, tmp_path, monkeypatch):
     from ameli_ray.disambiguation.model import load_model
     from ameli_ray.errors import ChecksumMismatch

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -80,12 +81,40 @@ class DisambiguationModel:
     image: ImageStream | None
 
 
+SEEN_MENTIONS = "seen_mentions.json"
+
+
+def mention_key(mention_id: str) -> str:
+    """How a model records a mention it trained or tuned on: a hash, not the id itself."""
+    return hashlib.sha256(mention_id.encode()).hexdigest()[:16]
+
+
+def seen_mentions_file(train_ids: list[str], dev_ids: list[str]) -> bytes:
+    """The mentions a model was trained and tuned on, hashed (`mention_key`): `evaluate` with a
+    given model flags scored mentions among them."""
+    return json.dumps({"hash": "sha256[:16]", "train": sorted(map(mention_key, train_ids)),
+                       "dev": sorted(map(mention_key, dev_ids))}).encode()
+
+
+def seen_overlap(uri: str, store: ObjectStore, mention_ids: list[str]) -> dict | None:
+    """{"train": n, "dev": n, "n_scored": n} of `mention_ids` the model at `uri` trained or tuned
+    on; None for a model that records none (trained before it was recorded)."""
+    version_uri, manifest = read_model_manifest(uri, store)
+    if SEEN_MENTIONS not in manifest.files:
+        return None
+    seen = json.loads(read_verified(version_uri, manifest, SEEN_MENTIONS, store, WHAT))
+    keys = [mention_key(i) for i in mention_ids]
+    train, dev = set(seen["train"]), set(seen["dev"])
+    return {"train": sum(k in train for k in keys), "dev": sum(k in dev for k in keys), "n_scored": len(keys)}
+
+
 def write_model(
     root_uri: str, store: ObjectStore, manifest: ModelManifest, text: Any | None, image: ImageStream | None,
-    version: str | None = None, point_latest: bool = True,
+    version: str | None = None, point_latest: bool = True, extra_files: dict[str, bytes] | None = None,
 ) -> str:
-    """Writes a version folder (files, then manifest, then LATEST). Returns the version URI."""
-    files: dict[str, bytes] = {}
+    """Writes a version folder (files, then manifest, then LATEST). Returns the version URI.
+    `extra_files`: further files of the version (name -> bytes), checksummed like the rest."""
+    files: dict[str, bytes] = dict(extra_files or {})
     with tempfile.TemporaryDirectory() as tmp:
         if text is not None:
             text.save(Path(tmp) / "text")
