@@ -163,3 +163,42 @@ def test_summary_lines_show_intervals_baseline_and_confidence():
     assert _summary_lines({"seen_by_model": seen}) == [
         "WARNING: 12 of the 40 scored mentions were in the model's training data and 0 in its dev data: not held-out figures"]
     assert _summary_lines({"seen_by_model": {"train": 0, "dev": 0, "n_scored": 40}}) == []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_broken_kb_ends_link_with_the_same_line_on_both_engines(engine, toy_dir, tmp_path):
+    """A checksum mismatch (found by the Ray actors that load the KB), a missing version and a
+    LATEST pointing at a missing version: exit 2 and the one error line, whichever engine."""
+    kb = tmp_path / "kb"
+    built = run_cli("build-kb", "--entities", str(toy_dir / "entities.json"), "--kb", str(kb), "--version", "v1",
+                    "--engine", "local")
+    assert built.returncode == 0, built.stderr
+
+    def link(kb_uri: str) -> str:
+        out = run_cli("link", "--kb", kb_uri, "--mentions", str(toy_dir / "mentions.json"), "--out", str(tmp_path / "links"),
+                      "--engine", engine, "--set", "ray.num_cpus=2")
+        assert out.returncode == 2, out.stderr[-3000:]
+        return out.stderr.strip().splitlines()[-1]
+
+    data = bytearray((kb / "v1" / "text_embeddings.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (kb / "v1" / "text_embeddings.npy").write_bytes(bytes(data))
+    assert link(str(kb)) == (f"error: {kb / 'v1' / 'text_embeddings.npy'}: sha256 {_sha(data)[:12]}… does not match the "
+                             f"manifest's {_sha(_flip_last(data))[:12]}…; the KB is corrupt or was modified — rebuild it")
+    assert link(str(kb / "v2")).startswith(f"error: no KB at {kb / 'v2'}")
+    (kb / "LATEST").write_text("v9\n")
+    assert link(str(kb)).startswith(f"error: no KB at {kb / 'v9'}")
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def _flip_last(data: bytearray) -> bytes:
+    original = bytearray(data)
+    original[-1] ^= 0xFF
+    return bytes(original)

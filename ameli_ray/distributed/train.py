@@ -107,7 +107,10 @@ def train_stream(task: StreamTask, rows: list[dict], model_root: str, *, say=lam
     )
     say(f"training the {stream} stream: {len(rows)} examples, {task.epochs} epochs, {t.num_workers} worker(s)"
         f"{' with GPUs' if t.use_gpu else ''}{', shuffled every epoch' if stream in t.shuffle else ''}")
-    result = trainer.fit()
+    from ameli_ray.distributed.runner import clear_errors
+
+    with clear_errors():  # a worker's ameli-ray error ends the run as it would in-process
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"the {stream} stream's training reported no checkpoint")
     with result.checkpoint.as_directory() as directory:

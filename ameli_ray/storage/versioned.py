@@ -121,7 +121,12 @@ def resolve_version(uri: str, store: ObjectStore, what: str) -> str:
         return uri
     latest = join_uri(uri, LATEST)
     if store.exists(latest):
-        return join_uri(uri, store.read_text(latest).strip())
+        version = store.read_text(latest).strip()
+        version_uri = join_uri(uri, version)
+        if not version or not store.exists(join_uri(version_uri, MANIFEST)):
+            raise ObjectNotFound(f"no {what} at {version_uri}: {latest} names version {version!r}, which has no {MANIFEST} "
+                                 "(deleted or never finished); point LATEST at a complete version or rebuild")
+        return version_uri
     raise ObjectNotFound(f"no {what} at {uri}: neither {MANIFEST} nor {LATEST} found there")
 
 
