@@ -62,8 +62,10 @@ def storage_for(uri: str, config: AmeliConfig) -> tuple[str, Any]:
     import pyarrow.fs as pafs
 
     s3 = config.s3
+    # transient S3 errors (5xx, throttling) retried as boto3 retries them everywhere else
     kwargs: dict[str, Any] = {"region": s3.region, "connect_timeout": s3.connect_timeout_s,
-                              "request_timeout": s3.request_timeout_s}
+                              "request_timeout": s3.request_timeout_s,
+                              "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=s3.max_attempts)}
     scheme, netloc = ObjectStore(s3).endpoint()
     if netloc is not None:
         kwargs.update(endpoint_override=netloc, scheme=scheme)
