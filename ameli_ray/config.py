@@ -242,6 +242,68 @@ class RaySettings(_Section):
     object_store_memory_mb: int | None = None
 
 
+class ServeStage(_Section):
+    """One deployment of the Serve application: replicas (fixed, or autoscaled between min and max
+    on ongoing requests), what each replica holds, and its dynamic batching."""
+
+    num_replicas: int | None = Field(1, ge=1, description="fixed replicas; None = autoscale between min and max")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    target_ongoing_requests: float = Field(4, gt=0, description="autoscaling: requests in flight per replica it aims at")
+    max_ongoing_requests: int = Field(32, ge=1, description="requests a replica takes at once (more wait in the router)")
+    upscale_delay_s: float = Field(10, ge=0)
+    downscale_delay_s: float = Field(120, ge=0)
+    num_cpus: float = Field(0.5, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    max_batch_size: int = Field(16, ge=1, description="@serve.batch: mentions per model call")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="@serve.batch: how long a batch waits to fill")
+
+    def deployment_options(self) -> dict:
+        """Keyword arguments of `Deployment.options` (the current Serve field names)."""
+        options: dict = {"max_ongoing_requests": self.max_ongoing_requests,
+                         "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}}
+        if self.num_replicas is not None:
+            options["num_replicas"] = self.num_replicas
+        else:
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+            }
+        return options
+
+
+class ServeSettings(_Section):
+    """Online linking (`ameli-ray serve`, `serve run serve_configs/…`): where it listens, what a
+    request may hold, what it may make the server read, and the deployments' sizes."""
+
+    host: str = Field("127.0.0.1", description="the HTTP proxy's address; anything but loopback needs api_key")
+    port: int = Field(8000, ge=1, le=65535)
+    kb: str | None = Field(None, description="KB root or version (s3:// or local) the replicas load; the model is disambiguation.model")
+    api_key: SecretStr | None = Field(None, description="required in the X-API-Key header when set")
+    allowed_image_prefixes: list[str] = Field(
+        [], description="s3:// prefixes a request's image_uris may point under; none: image_uris are refused (base64 images only)",
+    )
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request body cap")
+    max_text_chars: int = Field(20_000, ge=1)
+    max_photos: int = Field(4, ge=0, description="photos per review (image_uris and images together)")
+    max_batch_reviews: int = Field(32, ge=1, description="reviews per POST /v1/link/batch")
+    max_candidates: int = Field(10, ge=1, description="candidates a response lists at most")
+    request_timeout_s: float = Field(30, gt=0)
+    ingress: ServeStage = Field(default_factory=lambda: ServeStage(num_cpus=0.25, max_ongoing_requests=64))
+    retrieval: ServeStage = Field(default_factory=ServeStage)
+    disambiguation: ServeStage = Field(default_factory=ServeStage)
+    fusion: ServeStage = Field(default_factory=lambda: ServeStage(num_cpus=0.1, max_batch_size=64))
+
+    @field_validator("allowed_image_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith("s3://") or len(prefix.rstrip("/")) <= len("s3://") or ".." in prefix:
+                raise ValueError(f"allowed_image_prefixes: {prefix!r} is not an s3://bucket/… prefix")
+        return [p if p.endswith("/") else p + "/" for p in value]
+
+
 class AmeliConfig(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AMELI_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
@@ -258,6 +320,7 @@ class AmeliConfig(BaseSettings):
     attributes: AttributeSettings = Field(default_factory=AttributeSettings)
     disambiguation: DisambiguationSettings = Field(default_factory=DisambiguationSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     # Ray Data stages. Fractional CPUs by default: on a 2-core machine whole-CPU actors starve the read tasks.
     # The text stage does most of the work of a KB build: it gets two torch threads by default.
     text_stage: StageResources = Field(

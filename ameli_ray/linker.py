@@ -52,12 +52,18 @@ class MentionEncoder:
         self.ocr = make_ocr_engine(config.ocr) if wants_mention_ocr(config) else None
 
     def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
-        text_emb = embed_mention_texts(mentions, self.text)
         # each photo is fetched and decoded once, then both embedded and read
         loaded, errors = load_image_lists(
             [m.image_uris for m in mentions], self.store, self.config.images,
             self.config.image_encoder.max_images_per_mention,
         )
+        return self.encode_loaded(mentions, loaded, errors)
+
+    def encode_loaded(self, mentions: list[Mention], loaded: list, errors: list[list[str]]) -> list[EncodedMention]:
+        """`encode` over photos already fetched and decoded (`loaded`: per mention, its (source,
+        image) pairs; `errors`: per mention, the photos that could not be used): a Serve replica
+        gets them in the request, checked at the edge, instead of reading URIs itself."""
+        text_emb = embed_mention_texts(mentions, self.text)
         emb, owner = embed_loaded(loaded, self.image)
         photos = split_by_owner(emb, owner, len(mentions))
         ocr, ocr_errors = read_text(loaded, self.ocr, self.config) if self.ocr is not None else ([[]] * len(mentions), [[]] * len(mentions))

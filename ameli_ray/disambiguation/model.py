@@ -240,43 +240,45 @@ class Disambiguator:
     def scores(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[StreamScores]:
         """Each mention's three streams over its first top_n candidates: what fusion reads."""
         n = self.settings.fusion.top_n
-        return [
-            StreamScores(
-                retrieval=np.array([c.score for c in r.candidates[:n]], np.float64), text=text, image=image,
-                contradicted=np.array([c.contradicted for c in r.candidates[:n]], bool),
-            )
-            for r, (text, image) in zip(results, self.stream_scores(evidence, results))
-        ]
+        return [stream_scores_of(r, text, image, n) for r, (text, image) in zip(results, self.stream_scores(evidence, results))]
 
     def rerank(self, evidence: list[MentionEvidence], results: list[LinkResult]) -> list[LinkResult]:
         """The final answers; candidates keep their retrieval order (so Recall@K stays
         retrieval's) and gain `text_stream`, `image_stream` and `final` channel scores."""
         n = self.settings.fusion.top_n
-        out = []
-        for result, scores in zip(results, self.scores(evidence, results)):
-            top = result.candidates[:n]
-            if not top:
-                out.append(result)
-                continue
-            fused = fuse(scores, self.fusion)
-            d = decide(fused, scores.contradicted, self.fusion)
-            candidates = [
-                _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
-                for i, c in enumerate(result.candidates)
-            ]
-            out.append(
-                result.model_copy(
-                    update={
-                        "candidates": candidates,
-                        "entity_id": top[d.index].entity_id if d.index is not None else NIL_ENTITY,
-                        "score": float(fused[d.index] if d.index is not None else fused.max()),
-                        "filtered": d.filtered,
-                        "best_entity_id": top[d.best].entity_id,
-                        "confidence": d.confidence,
-                    }
-                )
-            )
-        return out
+        return [final_answer(result, scores, self.fusion, n) for result, scores in zip(results, self.scores(evidence, results))]
+
+
+def stream_scores_of(result: LinkResult, text: np.ndarray, image: np.ndarray, top_n: int) -> StreamScores:
+    """What fusion reads of one mention: its retrieval ranking's first `top_n` candidates and the
+    two streams' scores over them (`Disambiguator.stream_scores`)."""
+    top = result.candidates[:top_n]
+    return StreamScores(retrieval=np.array([c.score for c in top], np.float64), text=text, image=image,
+                        contradicted=np.array([c.contradicted for c in top], bool))
+
+
+def final_answer(result: LinkResult, scores: StreamScores, fusion: FusionModel, top_n: int) -> LinkResult:
+    """Fusion, the attribute filter and the no-match rules over one mention's scored candidates:
+    the answer `link` writes and Serve returns (Serve runs it in its own stage)."""
+    top = result.candidates[:top_n]
+    if not top:
+        return result
+    fused = fuse(scores, fusion)
+    d = decide(fused, scores.contradicted, fusion)
+    candidates = [
+        _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
+        for i, c in enumerate(result.candidates)
+    ]
+    return result.model_copy(
+        update={
+            "candidates": candidates,
+            "entity_id": top[d.index].entity_id if d.index is not None else NIL_ENTITY,
+            "score": float(fused[d.index] if d.index is not None else fused.max()),
+            "filtered": d.filtered,
+            "best_entity_id": top[d.best].entity_id,
+            "confidence": d.confidence,
+        }
+    )
 
     def _features(self, batch) -> torch.Tensor:
         pairs = list(zip(batch.premises, batch.hypotheses))
