@@ -249,6 +249,33 @@ class Disambiguator:
         return [final_answer(result, scores, self.fusion, n) for result, scores in zip(results, self.scores(evidence, results))]
 
 
+    def _features(self, batch) -> torch.Tensor:
+        pairs = list(zip(batch.premises, batch.hypotheses))
+        missing = [p for p in dict.fromkeys(pairs) if p not in self._pair_cache]
+        if missing:
+            fresh = self.model.text.pair_features([p for p, _ in missing], [h for _, h in missing]).cpu()
+            for pair, feature in zip(missing, fresh):
+                self._pair_cache[pair] = feature
+        rows = []
+        for pair in pairs:
+            self._pair_cache.move_to_end(pair)
+            rows.append(self._pair_cache[pair])
+        while len(self._pair_cache) > self.pair_cache_size:
+            self._pair_cache.popitem(last=False)
+        if not rows:
+            return torch.zeros((0, self.model.text.hidden_size))
+        return torch.stack(rows)
+
+    def _adapted_kb_images(self) -> np.ndarray:
+        if self._adapted is None:  # once per KB: the adapter is fixed at inference
+            self._adapted = self._adapt(self.kb.image_emb)
+        return self._adapted
+
+    def _adapt(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.model.image.encode(torch.as_tensor(np.ascontiguousarray(x, np.float32))).numpy()
+
+
 def stream_scores_of(result: LinkResult, text: np.ndarray, image: np.ndarray, top_n: int) -> StreamScores:
     """What fusion reads of one mention: its retrieval ranking's first `top_n` candidates and the
     two streams' scores over them (`Disambiguator.stream_scores`)."""
@@ -279,32 +306,6 @@ def final_answer(result: LinkResult, scores: StreamScores, fusion: FusionModel, 
             "confidence": d.confidence,
         }
     )
-
-    def _features(self, batch) -> torch.Tensor:
-        pairs = list(zip(batch.premises, batch.hypotheses))
-        missing = [p for p in dict.fromkeys(pairs) if p not in self._pair_cache]
-        if missing:
-            fresh = self.model.text.pair_features([p for p, _ in missing], [h for _, h in missing]).cpu()
-            for pair, feature in zip(missing, fresh):
-                self._pair_cache[pair] = feature
-        rows = []
-        for pair in pairs:
-            self._pair_cache.move_to_end(pair)
-            rows.append(self._pair_cache[pair])
-        while len(self._pair_cache) > self.pair_cache_size:
-            self._pair_cache.popitem(last=False)
-        if not rows:
-            return torch.zeros((0, self.model.text.hidden_size))
-        return torch.stack(rows)
-
-    def _adapted_kb_images(self) -> np.ndarray:
-        if self._adapted is None:  # once per KB: the adapter is fixed at inference
-            self._adapted = self._adapt(self.kb.image_emb)
-        return self._adapted
-
-    def _adapt(self, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return self.model.image.encode(torch.as_tensor(np.ascontiguousarray(x, np.float32))).numpy()
 
 
 def _with_scores(c: Candidate, text: float, image: float, final: float) -> Candidate:

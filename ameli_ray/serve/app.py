@@ -28,7 +28,7 @@ from ameli_ray import __version__ as SERVICE_VERSION
 from ameli_ray.config import AmeliConfig
 from ameli_ray.errors import AmeliError, ConfigError
 from ameli_ray.schema import Mention
-from ameli_ray.serve import stages
+from ameli_ray.serve import edge, stages
 from ameli_ray.serve.api import (
     ErrorResponse,
     LinkBatchRequest,
@@ -145,29 +145,59 @@ app = FastAPI(
     responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
                413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 504: {"model": ErrorResponse}},
 )
-_LIMITS = {"max_body_bytes": 16 * 1024 * 1024}  # per replica process, set by the ingress from serve.*
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
-@app.middleware("http")
-async def _body_cap(request: Request, call_next):
-    """Refuses bodies over `serve.max_body_bytes` by their declared length, and counts the bytes
-    of those that declare none (chunked) as they are read."""
-    limit = _LIMITS["max_body_bytes"]
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return _error(413, "body_too_large", f"request body over the limit of {limit} bytes")
-    if declared is None and request.method in ("POST", "PUT"):
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return _error(413, "body_too_large", f"request body over the limit of {limit} bytes")
-        request._body = body  # read once; the route reads it from here
-    return await call_next(request)
+class _TooLarge(Exception):
+    pass
+
+
+class BodyCap:
+    """ASGI middleware: refuses a body over `serve.max_body_bytes`, by its declared length or,
+    without one (chunked), by counting the bytes as the route reads them, before any parsing."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        limit = edge.LIMITS["max_body_bytes"]
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _too_large(limit)(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge()
+            return message
+
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.inner(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                await _too_large(limit)(scope, receive, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, "body_too_large", f"request body over the limit of {limit} bytes")
+
+
+app.add_middleware(BodyCap)
 
 
 @app.exception_handler(RequestValidationError)
@@ -196,7 +226,9 @@ class Ingress:
         self.settings = config.serve
         self.retrieval, self.disambiguation, self.fusion = retrieval, disambiguation, fusion
         self.store = ObjectStore(config.s3)
-        _LIMITS["max_body_bytes"] = config.serve.max_body_bytes
+        # in a module, not a global of this one: Serve ships the ingress class by value (its
+        # globals copied), while the middleware is imported by reference
+        edge.LIMITS["max_body_bytes"] = config.serve.max_body_bytes
 
     async def _guard(self, request: Request) -> None:
         check_api_key(self.settings, request.headers.get("x-api-key"))
@@ -252,8 +284,11 @@ class Ingress:
 
     @app.get("/v1/healthz")
     async def healthz(self):
-        """Ready when the retrieval stage answers with a loaded version."""
-        info = await self.retrieval.version.remote()
+        """Ready (200) when the retrieval stage answers with a loaded version; 503 until then."""
+        try:
+            info = await asyncio.wait_for(self.retrieval.version.remote(), timeout=5)
+        except (asyncio.TimeoutError, RuntimeError):
+            return _error(503, "starting", "the stages are still loading the KB and models")
         return {"status": "ok", "kb_version": info["versions"]["kb_version"], "model_version": info["versions"]["model_version"]}
 
     @app.get("/v1/version", response_model=VersionResponse)
@@ -279,6 +314,24 @@ def build_app(args: dict | None = None):
     if args:
         raise ConfigError(f"unknown application args {sorted(args)}; known: config, set")
     return application(config)
+
+
+STAGES = ("Retrieval", "Disambiguation", "Fusion")
+
+
+def deploy_config(overrides: list[str], *, host: str = "127.0.0.1", port: int = 8000, name: str = "ameli",
+                  user_config: dict | None = None, config_path: str | None = None) -> dict:
+    """A Serve config (what `serve deploy` / `serve run` read, `ServeDeploySchema`) for this
+    application: `overrides` and `config_path` become its args; `user_config` (the KB and model
+    to serve) goes to every stage deployment. Changing only `user_config` and deploying again
+    is a hot swap: the replicas stay, each loads the new version and switches."""
+    args: dict = {"set": list(overrides)}
+    if config_path:
+        args["config"] = config_path
+    app: dict = {"name": name, "route_prefix": "/", "import_path": "ameli_ray.serve.app:build_app", "args": args}
+    if user_config is not None:
+        app["deployments"] = [{"name": stage, "user_config": dict(user_config)} for stage in STAGES]
+    return {"http_options": {"host": host, "port": port}, "applications": [app]}
 
 
 def application(config: AmeliConfig):

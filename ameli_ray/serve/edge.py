@@ -23,6 +23,9 @@ from ameli_ray.serve.api import LinkRequest
 from ameli_ray.storage import ObjectStore
 from ameli_ray.storage.images import decode_image
 
+# per replica process: set by the ingress from serve.*, read by its body-size middleware
+LIMITS = {"max_body_bytes": 16 * 1024 * 1024}
+
 
 class RequestError(Exception):
     """A request the server refuses: HTTP status, a stable code and a message for the client."""
