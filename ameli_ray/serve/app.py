@@ -37,6 +37,7 @@ from ameli_ray.serve.api import (
     LinkResponse,
     VersionResponse,
 )
+from ameli_ray.serve.demo import EMBEDDED, prepare_demo, resolve_embedded
 from ameli_ray.serve.edge import RequestError, check_api_key, is_loopback, load_photos
 from ameli_ray.storage import ObjectStore
 
@@ -46,10 +47,10 @@ _log = logging.getLogger("ameli_ray.serve")
 def _user_config(user_config: dict | None, config: AmeliConfig) -> str:
     """The version key a `user_config` names ({"kb": URI, "model": URI or null})."""
     user_config = user_config or {}
-    kb = user_config.get("kb") or config.serve.kb
+    kb = resolve_embedded(user_config.get("kb") or config.serve.kb, "kb")
     if not kb:
         raise ConfigError("no KB to serve: set serve.kb or the deployments' user_config {'kb': URI}")
-    model = user_config.get("model", config.disambiguation.model)
+    model = resolve_embedded(user_config.get("model", config.disambiguation.model), "model")
     return stages.version_key(kb, model or None)
 
 
@@ -110,7 +111,8 @@ class Disambiguation(_Versioned):
     def __init__(self, config: AmeliConfig):
         import torch
 
-        device = "cuda" if config.serve.disambiguation.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        # Ray shows a replica only the GPUs it was given (ray_actor_options.num_gpus)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         super().__init__(config, lambda key: stages.load_disambiguation(config, key, device))
         self.scores.set_max_batch_size(config.serve.disambiguation.max_batch_size)
         self.scores.set_batch_wait_timeout_s(config.serve.disambiguation.batch_wait_timeout_s)
@@ -313,6 +315,8 @@ def build_app(args: dict | None = None):
     config = AmeliConfig.load(args.pop("config", None), list(args.pop("set", []) or []))
     if args:
         raise ConfigError(f"unknown application args {sorted(args)}; known: config, set")
+    if EMBEDDED in (config.serve.kb, config.disambiguation.model):  # built once, then reused
+        prepare_demo(config, model=config.disambiguation.model == EMBEDDED, say=_log.info)
     return application(config)
 
 
