@@ -243,6 +243,27 @@ def demo(
     _say(f"metrics written to {workdir / 'metrics.json'}")
 
 
+@app.command("serve")
+def serve_command(
+    kb: Annotated[Optional[str], typer.Option(help="KB root or version to serve (default: serve.kb, else the embedded demo's)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="disambiguation model (default: disambiguation.model, else the demo's)")] = None,
+    no_model: Annotated[bool, typer.Option("--no-model", help="retrieval and the attribute filter only")] = False,
+    host: Annotated[Optional[str], typer.Option(help="address to listen on (default serve.host, 127.0.0.1)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port (default serve.port, 8000)")] = None,
+    demo_products: Annotated[int, typer.Option(help="size of the embedded demo catalogue, when it is built")] = 600,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Online linking over HTTP (Ray Serve): POST /v1/link. On the embedded default it starts a
+    local S3, builds the demo KB and model once (cached), and serves on 127.0.0.1:8000."""
+    from ameli_ray.serve.demo import serve_locally
+
+    cfg = _config(config, set_)
+    serve_locally(cfg, kb=kb, model=model, no_model=no_model, host=host or cfg.serve.host, port=port or cfg.serve.port,
+                  say=_say, config_path=str(config.resolve()) if config else None, user_overrides=list(set_ or []),
+                  n_products=demo_products)
+
+
 @app.command("train")
 def train(
     kb: Annotated[str, typer.Option(help="KB root or version folder, local or s3://")],

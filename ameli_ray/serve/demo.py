@@ -16,7 +16,7 @@ from ameli_ray.config import AmeliConfig
 from ameli_ray.storage import ObjectStore
 
 EMBEDDED = "embedded:demo"
-N_PRODUCTS = 600
+N_PRODUCTS = 600  # the demo catalogue's size (`ameli-ray serve --demo-products` changes it)
 
 
 def demo_root() -> Path:
@@ -36,7 +36,8 @@ def _has_version(root: Path) -> bool:
     return (root / "LATEST").exists()
 
 
-def prepare_demo(config: AmeliConfig, *, model: bool = True, say: Callable[[str], None] = lambda _: None) -> tuple[str, str | None]:
+def prepare_demo(config: AmeliConfig, *, model: bool = True, say: Callable[[str], None] = lambda _: None,
+                 n_products: int = N_PRODUCTS) -> tuple[str, str | None]:
     """(KB root, model root or None): the demo's, built now where missing (verified when read)."""
     from ameli_ray.catalog import generate_catalog
     from ameli_ray.formats import read_mentions
@@ -46,8 +47,8 @@ def prepare_demo(config: AmeliConfig, *, model: bool = True, say: Callable[[str]
     catalog, kb, model_root = root / "catalog", root / "kb", root / "model"
     config = demo_profile(config)
     if not (catalog / "summary.json").exists():
-        say(f"generating the demo catalogue ({N_PRODUCTS} products) in {catalog}")
-        generate_catalog(catalog, n_products=N_PRODUCTS, seed=0)
+        say(f"generating the demo catalogue ({n_products} products) in {catalog}")
+        generate_catalog(catalog, n_products=n_products, seed=0)
     if not _has_version(kb):
         say(f"building the demo KB in {kb}")
         build_kb(config, str(catalog / "entities.json"), str(kb), engine="local", say=say)
@@ -63,3 +64,94 @@ def prepare_demo(config: AmeliConfig, *, model: bool = True, say: Callable[[str]
 
 def demo_catalog() -> Path:
     return demo_root() / "catalog"
+
+
+def serve_locally(config: AmeliConfig, *, kb: str | None, model: str | None, no_model: bool, host: str, port: int,
+                  say: Callable[[str], None], config_path: str | None = None, user_overrides: list[str] | None = None,
+                  n_products: int = N_PRODUCTS, ready: Callable[[str], None] | None = None,
+                  stop: Callable[[], None] | None = None) -> None:
+    """`ameli-ray serve`: S3 as configured (or a local server on 127.0.0.1 when embedded), the
+    given KB and model (or the embedded demo's, uploaded to that S3 so that replicas read the KB
+    from S3 and requests may name the demo's review photos by s3:// URI), a local Ray (or the
+    configured cluster), the application deployed from a Serve config as `serve deploy` would,
+    until `stop` returns (Ctrl-C by default)."""
+    import signal
+
+    from ameli_ray.distributed.runtime import ray_session
+    from ameli_ray.storage import s3_for_run
+
+    overrides: list[str] = list(user_overrides or [])  # the replicas read the same configuration
+    with s3_for_run(config.s3) as s3:
+        config = config.model_copy(update={"s3": s3})
+        if s3.endpoint_url:
+            overrides.append(f"s3.endpoint_url={s3.endpoint_url}")
+            if s3.access_key_id and s3.secret_access_key:
+                overrides += [f"s3.access_key_id={s3.access_key_id.get_secret_value()}",
+                              f"s3.secret_access_key={s3.secret_access_key.get_secret_value()}"]
+        kb = kb or config.serve.kb
+        model = None if no_model else (model or config.disambiguation.model)
+        if kb in (None, EMBEDDED):
+            demo_kb, demo_model = prepare_demo(config, model=not no_model and model in (None, EMBEDDED), say=say,
+                                               n_products=n_products)
+            store = ObjectStore(s3)
+            bucket = "s3://ameli-serve"
+            store.ensure_bucket(bucket)
+            say(f"uploading the demo KB{'' if no_model else ' and model'} and review photos to {bucket} ({s3.endpoint_url or 'AWS'})")
+            store.upload_dir(demo_kb, f"{bucket}/kb")
+            kb = f"{bucket}/kb"
+            if demo_model and model in (None, EMBEDDED):
+                store.upload_dir(demo_model, f"{bucket}/model")
+                model = f"{bucket}/model"
+            store.upload_dir(demo_catalog() / "cleaned_review_images", f"{bucket}/catalog/cleaned_review_images")
+            overrides.append(f'serve.allowed_image_prefixes=["{bucket}/catalog/cleaned_review_images/"]')
+        elif model == EMBEDDED:
+            model = prepare_demo(config, model=True, say=say, n_products=n_products)[1]
+        overrides += [f"serve.kb={kb}", f"disambiguation.model={model or 'null'}", f"serve.host={host}", f"serve.port={port}"]
+        with ray_session(config.ray):
+            from ray import serve
+            from ray.serve.context import _get_global_client
+            from ray.serve.schema import ServeDeploySchema
+
+            from ameli_ray.serve.app import application, deploy_config
+
+            application(AmeliConfig.load(config_path, overrides))  # refuses what the replicas would, here and now
+            serve.start(http_options={"host": host, "port": port})
+            schema = deploy_config(overrides, host=host, port=port, user_config={"kb": kb, "model": model},
+                                   config_path=config_path)
+            _get_global_client().deploy_apps(ServeDeploySchema.model_validate(schema))
+            url = f"http://{host}:{port}"
+            say(f"deploying to {url} (KB {kb}, model {model or 'none: retrieval and the attribute filter'}); "
+                "the first start loads the models")
+            _wait_healthy(url)
+            say(f"serving on {url}: POST /v1/link, POST /v1/link/batch, GET /v1/version, docs at {url}/docs; Ctrl-C stops")
+            if ready is not None:
+                ready(url)
+            try:
+                if stop is None:
+                    signal.pause()
+                else:
+                    stop()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                serve.shutdown()
+
+
+def _wait_healthy(url: str, timeout_s: float = 1800) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/v1/healthz", timeout=30) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            from ameli_ray.errors import AmeliError
+
+            raise AmeliError(f"the application at {url} did not become healthy in {timeout_s:.0f} s (see the Ray Serve logs)")
+        time.sleep(1)

@@ -279,3 +279,44 @@ def test_hot_swap_under_load_and_a_corrupt_version_is_refused(served):
     assert "sha256" in version["refused"][0] and "v3" in version["refused"][0]
     status, out = client.link(body)
     assert status == 200 and out["versions"]["kb_version"] == "v2"
+
+
+def test_ameli_ray_serve_on_the_embedded_default(tmp_path):
+    """The CLI as a new user runs it: local S3, the demo KB built into the cache, Ray, Serve on
+    127.0.0.1; a review linked over HTTP (a photo by s3:// URI under the demo's allowed prefix);
+    Ctrl-C stops it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ameli_ray.storage.local_s3 import free_port
+
+    port = free_port()
+    env = {**os.environ, "AMELI_CACHE_DIR": str(tmp_path / "cache"), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "ameli_ray.cli", "serve", "--no-model", "--demo-products", "20",
+                             "--port", str(port), "--set", "ray.num_cpus=2"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    client = Client(port, key=None)
+    try:
+        deadline = time.monotonic() + 900
+        while not healthy(client):
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        photos = sorted((tmp_path / "cache" / "serve-demo" / "catalog" / "cleaned_review_images").iterdir())
+        status, out = client.link({"text": "Great sound, the silver one.",
+                                   "image_uris": [f"s3://ameli-serve/catalog/cleaned_review_images/{photos[0].name}"]})
+        assert status == 200, out
+        assert out["entity_id"] and out["versions"]["kb"].startswith("s3://ameli-serve/kb/") and out["versions"]["model"] is None
+        assert "serving on http://127.0.0.1:" in (tmp_path / "serve.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
