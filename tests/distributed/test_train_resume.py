@@ -174,3 +174,26 @@ def test_the_run_fingerprint_follows_data_settings_and_base_model_not_operations
     text_rows = [{"premise": "a review", "hypotheses": ["x"], "label": 0}]
     text = TextTask(AmeliConfig()).fingerprint(text_rows)
     assert TextTask(AmeliConfig.load(None, ["disambiguation.text.model=some/other-model"])).fingerprint(text_rows) != text
+
+
+def test_a_stored_checkpoint_that_fails_its_checksum_is_named_in_the_log(tmp_path, monkeypatch, caplog):
+    """The resume path does not pass over a broken stored checkpoint in silence: which one, and why."""
+    import ray.train
+    import torch
+
+    from ameli_ray.config import ImageStreamSettings
+    from ameli_ray.disambiguation.checkpoint import save_checkpoint
+    from ameli_ray.disambiguation.image_stream import ImageStream
+    from ameli_ray.distributed.train import _resume
+
+    model = ImageStream(8, ImageStreamSettings())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    save_checkpoint(tmp_path, model, opt, epoch=2, step=1, metrics={}, info={"fingerprint": "run-1"})
+    data = bytearray((tmp_path / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "model.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)  # nothing registered by Ray Train
+    with caplog.at_level("WARNING", logger="ameli_ray.distributed.train"):
+        assert _resume(model, opt, (2, str(tmp_path), None), "run-1") is None  # trains afresh
+    [record] = [r for r in caplog.records if "not resumed from" in r.getMessage()]
+    assert str(tmp_path) in record.getMessage() and "sha256" in record.getMessage()
