@@ -126,6 +126,10 @@ def serve_locally(config: AmeliConfig, *, kb: str | None, model: str | None, no_
             say(f"serving on {url}: POST /v1/link, POST /v1/link/batch, GET /v1/version, docs at {url}/docs; Ctrl-C stops")
             if ready is not None:  # a benchmark: what it needs to deploy again (a hot swap)
                 ready(url, {"s3": s3, "overrides": overrides, "kb": kb, "model": model})
+            def interrupt(*_):  # SIGTERM (a process manager, `kill`) stops as Ctrl-C does
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGTERM, interrupt)
             try:
                 if stop is None:
                     signal.pause()
@@ -134,6 +138,7 @@ def serve_locally(config: AmeliConfig, *, kb: str | None, model: str | None, no_
             except KeyboardInterrupt:
                 pass
             finally:
+                signal.signal(signal.SIGTERM, previous)
                 serve.shutdown()
 
 
