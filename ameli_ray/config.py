@@ -255,6 +255,7 @@ class ServeStage(_Section):
     downscale_delay_s: float = Field(120, ge=0)
     num_cpus: float = Field(0.5, ge=0)
     num_gpus: float = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch threads per replica; None = max(1, ceil(num_cpus))")
     max_batch_size: int = Field(16, ge=1, description="@serve.batch: mentions per model call")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="@serve.batch: how long a batch waits to fill")
 

@@ -155,10 +155,13 @@ def replica_actors() -> dict[str, list]:
 
 def replica_rss() -> dict[str, float]:
     """MB of resident memory per replica (by stage), from each actor's process."""
+    import ray
     from ray.util.state import list_actors
 
+    # this session's own dashboard: other Ray instances on the machine are none of our business
+    dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
     rss: dict[str, float] = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000):
+    for actor in list_actors(address=f"http://{dashboard}", filters=[("state", "=", "ALIVE")], limit=1000):
         name = actor.name or ""
         if "SERVE_REPLICA" in name and actor.pid:
             stage = name.split("#")[1]

@@ -54,6 +54,15 @@ def _user_config(user_config: dict | None, config: AmeliConfig) -> str:
     return stages.version_key(kb, model or None)
 
 
+def _threads(stage) -> None:
+    """Torch in a replica must not assume the whole machine: N replicas x all cores thrash."""
+    import math
+
+    import torch
+
+    torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))
+
+
 class _Versioned:
     """A stage replica's versions: `reconfigure` (Serve calls it with `user_config` at start and on
     every change) loads off the request path, then switches. The first load must succeed (nothing
@@ -88,6 +97,7 @@ class Retrieval(_Versioned):
     """Mention encoders, attribute extraction, retrieval and the attribute views of candidates."""
 
     def __init__(self, config: AmeliConfig):
+        _threads(config.serve.retrieval)
         super().__init__(config, lambda key: stages.load_retrieval(config, key))
         s = config.serve
         self.n_views = max(s.max_candidates, config.disambiguation.fusion.top_n)
@@ -113,6 +123,7 @@ class Disambiguation(_Versioned):
 
         # Ray shows a replica only the GPUs it was given (ray_actor_options.num_gpus)
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        _threads(config.serve.disambiguation)
         super().__init__(config, lambda key: stages.load_disambiguation(config, key, device))
         self.scores.set_max_batch_size(config.serve.disambiguation.max_batch_size)
         self.scores.set_batch_wait_timeout_s(config.serve.disambiguation.batch_wait_timeout_s)
