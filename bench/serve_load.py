@@ -212,7 +212,7 @@ def main() -> int:
         kb, model = version["versions"]["kb"], version["versions"]["model"]
         console.print(f"{len(bodies)} test reviews; KB {kb}; model {model}")
 
-        base = in_process(cfg, kb, model, test, n_single=min(200, 2 * len(test)))
+        base = in_process(cfg, kb, model, test, n_single=min(60, len(test)))
         report["in_process"] = base
         console.print(f"in-process: p50 {base['p50_ms']:.1f} ms, batched {base['batched_reviews_per_s']:.1f} reviews/s")
 
