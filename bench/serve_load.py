@@ -160,8 +160,9 @@ def replica_rss() -> dict[str, float]:
 
     # this session's own dashboard: other Ray instances on the machine are none of our business
     dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
+    address = dashboard if dashboard.startswith("http") else f"http://{dashboard}"
     rss: dict[str, float] = {}
-    for actor in list_actors(address=f"http://{dashboard}", filters=[("state", "=", "ALIVE")], limit=1000):
+    for actor in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000):
         name = actor.name or ""
         if "SERVE_REPLICA" in name and actor.pid:
             stage = name.split("#")[1]
