@@ -155,23 +155,21 @@ def replica_actors() -> dict[str, list]:
 
 def replica_rss() -> dict[str, float]:
     """MB of resident memory per replica (by stage), from each actor's process."""
-    import ray
-    from ray.util.state import list_actors
-
-    # this session's own dashboard: other Ray instances on the machine are none of our business
-    dashboard = ray._private.worker.global_worker.node.address_info["webui_url"]
-    address = dashboard if dashboard.startswith("http") else f"http://{dashboard}"
+    # Linux, a local Ray: each replica's process is titled "ray::ServeReplica:<app>:<Stage>"
     rss: dict[str, float] = {}
-    for actor in list_actors(address=address, filters=[("state", "=", "ALIVE")], limit=1000):
-        name = actor.name or ""
-        if "SERVE_REPLICA" in name and actor.pid:
-            stage = name.split("#")[1]
-            try:  # Linux: VmRSS of the actor's process (this machine: a local Ray)
-                status = Path(f"/proc/{actor.pid}/status").read_text()
-                kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-                rss[stage] = max(rss.get(stage, 0.0), kb / 1024)
-            except (OSError, StopIteration, ValueError):
-                pass
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "ServeReplica:ameli:" not in title:
+                continue
+            stage = title.split("ServeReplica:ameli:")[1].split()[0].split(".")[0]
+            status = (proc / "status").read_text()
+            kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+            rss[stage] = max(rss.get(stage, 0.0), kb / 1024)
+        except (OSError, StopIteration, ValueError, IndexError):
+            continue
     return rss
 
 
@@ -184,6 +182,7 @@ def main() -> int:
     parser.add_argument("--no-model", action="store_true")
     parser.add_argument("--skip-faults", action="store_true")
     parser.add_argument("--skip-swap", action="store_true")
+    parser.add_argument("--skip-load", action="store_true", help="no in-process baseline and no load levels")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=Path("serve_load.json"))
     args = parser.parse_args()
@@ -213,13 +212,13 @@ def main() -> int:
         kb, model = version["versions"]["kb"], version["versions"]["model"]
         console.print(f"{len(bodies)} test reviews; KB {kb}; model {model}")
 
-        base = in_process(cfg, kb, model, test, n_single=min(60, len(test)))
-        report["in_process"] = base
-        console.print(f"in-process: p50 {base['p50_ms']:.1f} ms, batched {base['batched_reviews_per_s']:.1f} reviews/s")
-
         closed_loop(port, bodies, 4, 10)  # warm-up: every replica has seen requests
         levels = []
-        for i, c in enumerate(args.clients):
+        if not args.skip_load:
+            base = in_process(cfg, kb, model, test, n_single=min(60, len(test)))
+            report["in_process"] = base
+            console.print(f"in-process: p50 {base['p50_ms']:.1f} ms, batched {base['batched_reviews_per_s']:.1f} reviews/s")
+        for i, c in enumerate([] if args.skip_load else args.clients):
             duration = args.long if i == len(args.clients) - 1 else args.duration
             result = closed_loop(port, bodies, c, duration)
             result.pop("versions")
