@@ -67,7 +67,10 @@ class Conn:
             self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
             response = self.conn.getresponse()
             payload = response.read()
-            return response.status, json.loads(payload) if payload else None
+            try:
+                return response.status, json.loads(payload) if payload else None
+            except ValueError:  # a proxy's plain-text error page
+                return response.status, None
         except (ConnectionError, http.client.HTTPException, OSError):
             self.conn.close()
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)

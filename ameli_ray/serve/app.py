@@ -63,6 +63,20 @@ def _threads(stage) -> None:
     torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))
 
 
+async def _stage_call(make, attempts: int = 3):
+    """A stage call that survives a replica dying under it: the handle sends the retry to another
+    (or the restarted) replica. Still failing: 503, which a client may retry."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
+    for attempt in range(attempts):
+        try:
+            return await make()
+        except (RayActorError, ActorUnavailableError):
+            if attempt == attempts - 1:
+                raise RequestError(503, "unavailable", "a stage is restarting; retry the request") from None
+            await asyncio.sleep(0.5 * (attempt + 1))
+
+
 class _Versioned:
     """A stage replica's versions: `reconfigure` (Serve calls it with `user_config` at start and on
     every change) loads off the request path, then switches. The first load must succeed (nothing
@@ -258,9 +272,9 @@ class Ingress:
         n = min(body.candidates or self.settings.max_candidates, self.settings.max_candidates)
         return await stages.pipeline(
             review, weights,
-            retrieve_one=lambda r: self.retrieval.retrieve.remote(r),
-            score_one=lambda item: self.disambiguation.scores.remote(item),
-            answer_one=lambda item, scores, w: self.fusion.answer.remote(item, scores, w),
+            retrieve_one=lambda r: _stage_call(lambda: self.retrieval.retrieve.remote(r)),
+            score_one=lambda item: _stage_call(lambda: self.disambiguation.scores.remote(item)),
+            answer_one=lambda item, scores, w: _stage_call(lambda: self.fusion.answer.remote(item, scores, w)),
             n_candidates=n,
         )
 
