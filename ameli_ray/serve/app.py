@@ -63,18 +63,19 @@ def _threads(stage) -> None:
     torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))
 
 
-async def _stage_call(make, attempts: int = 3):
+async def _stage_call(make, backoff_s: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 4)):
     """A stage call that survives a replica dying under it: the handle sends the retry to another
-    (or the restarted) replica. Still failing: 503, which a client may retry."""
+    replica, or to the restarted one (about 10 s of retries in all; the request's own timeout
+    still bounds it). Still failing: 503, which a client may retry."""
     from ray.exceptions import ActorUnavailableError, RayActorError
 
-    for attempt in range(attempts):
+    for pause in (*backoff_s, None):
         try:
             return await make()
         except (RayActorError, ActorUnavailableError):
-            if attempt == attempts - 1:
+            if pause is None:
                 raise RequestError(503, "unavailable", "a stage is restarting; retry the request") from None
-            await asyncio.sleep(0.5 * (attempt + 1))
+            await asyncio.sleep(pause)
 
 
 class _Versioned:
