@@ -8,7 +8,7 @@ import math
 import os
 from collections.abc import Iterator
 
-from ameli_ray.config import RaySettings, StageResources
+from ameli_ray.config import RaySettings, ServeStage, StageResources
 
 # Without this Ray binds the machine's external address for its local cluster.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -65,7 +65,7 @@ def actor_options(stage: StageResources) -> dict:
     )
 
 
-def set_threads(stage: StageResources) -> None:
+def set_threads(stage: "StageResources | ServeStage") -> None:
     """Torch in an actor must not assume the whole machine: N actors x all cores thrash."""
     import torch
 

@@ -134,8 +134,6 @@ def weights_fingerprint(module) -> str:
     """A short hash of a torch module's weights (64 values sampled evenly from every tensor, with
     the tensors' names): equal fingerprints mean the same embedding space. Cheap enough to compute
     at every load, and any fine-tuning changes the sampled values."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())

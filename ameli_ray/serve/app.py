@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ameli_ray import __version__ as SERVICE_VERSION
 from ameli_ray.config import AmeliConfig
+from ameli_ray.distributed.runtime import set_threads
 from ameli_ray.errors import AmeliError, ConfigError
 from ameli_ray.schema import Mention
 from ameli_ray.serve import edge, stages
@@ -52,15 +53,6 @@ def _user_config(user_config: dict | None, config: AmeliConfig) -> str:
         raise ConfigError("no KB to serve: set serve.kb or the deployments' user_config {'kb': URI}")
     model = resolve_embedded(user_config.get("model", config.disambiguation.model), "model")
     return stages.version_key(kb, model or None)
-
-
-def _threads(stage) -> None:
-    """Torch in a replica must not assume the whole machine: N replicas x all cores thrash."""
-    import math
-
-    import torch
-
-    torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))
 
 
 async def _stage_call(make, backoff_s: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 4)):
@@ -92,7 +84,8 @@ class _Versioned:
     async def reconfigure(self, user_config: dict | None) -> None:
         key = _user_config(user_config, self.config)
         try:
-            await self.cache.switch(self._resolved(key))
+            # reading the manifests is S3 I/O: off the replica's event loop, like the load itself
+            await self.cache.switch(await asyncio.to_thread(self._resolved, key))
         except Exception as exc:
             if self.cache.current is None:
                 raise
@@ -112,7 +105,7 @@ class Retrieval(_Versioned):
     """Mention encoders, attribute extraction, retrieval and the attribute views of candidates."""
 
     def __init__(self, config: AmeliConfig):
-        _threads(config.serve.retrieval)
+        set_threads(config.serve.retrieval)  # N replicas x all cores thrash
         super().__init__(config, lambda key: stages.load_retrieval(config, key))
         s = config.serve
         self.n_views = max(s.max_candidates, config.disambiguation.fusion.top_n)
@@ -138,7 +131,7 @@ class Disambiguation(_Versioned):
 
         # Ray shows a replica only the GPUs it was given (ray_actor_options.num_gpus)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        _threads(config.serve.disambiguation)
+        set_threads(config.serve.disambiguation)
         super().__init__(config, lambda key: stages.load_disambiguation(config, key, device))
         self.scores.set_max_batch_size(config.serve.disambiguation.max_batch_size)
         self.scores.set_batch_wait_timeout_s(config.serve.disambiguation.batch_wait_timeout_s)
