@@ -117,6 +117,31 @@ def generate_catalog(
     _say(f"wrote {summary.n_entities} products and {sum(summary.n_mentions.values())} reviews to {out}")
 
 
+@app.command("generate-corpus")
+def generate_corpus(
+    entities: Annotated[str, typer.Option(help="the catalogue the reviews are about (.json AMELI or .jsonl), local or s3://")],
+    out: Annotated[str, typer.Option(help="output folder or s3:// prefix for the shards")],
+    reviews: Annotated[int, typer.Option(help="number of reviews (lines)")] = 100_000,
+    shard_size: Annotated[int, typer.Option(help="reviews per shard")] = 50_000,
+    nil_share: Annotated[float, typer.Option(help="share of reviews about products not in the catalogue")] = 0.05,
+    bad_share: Annotated[float, typer.Option(help="share of malformed lines (to exercise the rejected-records path)")] = 0.0,
+    photos: Annotated[bool, typer.Option(help="give reviews 0-2 of their product's images as photos")] = True,
+    gzip: Annotated[bool, typer.Option(help="write .jsonl.gz shards")] = True,
+    seed: int = 0,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write a synthetic review corpus of any size against an existing catalogue, as sharded
+    JSONL (for scale runs of `link` that need no real data)."""
+    from ameli_ray.catalog.corpus import generate_corpus as generate
+    from ameli_ray.storage import ObjectStore
+
+    summary = generate(entities, out, reviews, shard_size=shard_size, seed=seed, nil_share=nil_share, bad_share=bad_share,
+                       photos=photos, gzip=gzip, store=ObjectStore(_config(config, set_).s3))
+    _say(f"wrote {summary.n_reviews} reviews ({summary.n_nil} about no catalogue product, {summary.n_bad} malformed) "
+         f"in {len(summary.shards)} shard(s) to {out}")
+
+
 @app.command("convert-em")
 def convert_em(
     dataset: Annotated[str, typer.Option(help="abt_buy, walmart_amazon or amazon_google")],
@@ -160,19 +185,31 @@ def build_kb(
 @app.command("link")
 def link(
     kb: Annotated[str, typer.Option(help="KB root (its LATEST version) or a version folder")],
-    mentions: Annotated[str, typer.Option(help="mentions file (.json AMELI or .jsonl), local or s3://")],
-    out: Annotated[str, typer.Option(help="output folder or s3:// URI for the parquet results")],
-    images: Annotated[Optional[str], typer.Option(help="review images folder (default: cleaned_review_images beside the file)")] = None,
+    mentions: Annotated[str, typer.Option(help="the corpus: a file, a folder/prefix or a glob of .jsonl[.gz] / .parquet / .json (AMELI) shards, local or s3://")],
+    out: Annotated[str, typer.Option(help="output folder or s3:// URI: one committed parquet part per shard")],
+    images: Annotated[Optional[str], typer.Option(help="review images folder (default: beside each shard; cleaned_review_images for .json)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the output of another job (or of this one) instead of refusing / resuming")] = False,
     engine: EngineOpt = "ray",
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Link a corpus of reviews: answer, top-K candidates and per-channel scores as parquet."""
+    """Link a corpus of reviews, exactly once: answer, top-K candidates and per-channel scores as
+    parquet. Run the same command again after a failure and it links only what is missing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from ameli_ray import workflows
 
-    run = workflows.link(
-        _config(config, set_), kb, mentions, out, images_uri=images, engine=_engine(engine), say=_say  # type: ignore[arg-type]
-    )
+    columns = (TextColumn("shards"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int, linked: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"{linked} mentions")
+
+        run = workflows.link(
+            _config(config, set_), kb, mentions, out, images_uri=images, engine=_engine(engine), say=_say,  # type: ignore[arg-type]
+            overwrite=overwrite, progress=progress,
+        )
     typer.echo(json.dumps(run.stats))
 
 

@@ -22,8 +22,10 @@ from ameli_ray.schema import Entity, LinkResult, Mention
 from ameli_ray.storage import ObjectStore, join_uri
 
 if TYPE_CHECKING:
+    from ameli_ray.corpus import CorpusJob, OnCommit
     from ameli_ray.disambiguation.model import MentionEvidence
     from ameli_ray.kb.assets import KnowledgeBase
+    from ameli_ray.storage.commit import ShardCommit
 
 Engine = Literal["ray", "local"]
 ENGINES: tuple[str, ...] = ("ray", "local")
@@ -40,6 +42,9 @@ class Runner(Protocol):
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         """Links `mentions` against the KB version `kb_uri`; parquet parts under `out_uri`."""
+
+    def link_corpus(self, job: "CorpusJob", on_commit: "OnCommit") -> dict[str, "ShardCommit"]:
+        """Links the shards of `job` not yet committed, committing each as it completes."""
 
     def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None,
                  ) -> list[tuple[LinkResult, "MentionEvidence"]]:
@@ -88,6 +93,11 @@ class LocalRunner:
         store = ObjectStore(config.s3)
         store.ensure_bucket(out_uri)
         store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
+
+    def link_corpus(self, job: "CorpusJob", on_commit: "OnCommit"):
+        from ameli_ray.corpus import link_corpus_in_process
+
+        return link_corpus_in_process(job, on_commit)
 
     def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None):
         from ameli_ray.linker import load_linker

@@ -20,8 +20,7 @@ from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.errors import ConfigError, InputFormatError
 from ameli_ray.evaluation import linking_metrics
 from ameli_ray.formats import read_entities, read_mentions
-from ameli_ray.kb.assets import KnowledgeBase, read_manifest, write_kb
-from ameli_ray.linker import check_compatible
+from ameli_ray.kb.assets import KnowledgeBase, write_kb
 from ameli_ray.runners import Engine, Runner, make_runner
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, NIL_ENTITY, Entity, Mention
 from ameli_ray.storage import ObjectStore, join_uri, s3_for_run
@@ -81,16 +80,41 @@ class LinkRun:
 
 def link(
     config: AmeliConfig, kb_uri: str, mentions_uri: str, out_uri: str, *, images_uri: str | None = None,
-    engine: Engine | Runner = "ray", say: Say = _quiet,
+    engine: Engine | Runner = "ray", say: Say = _quiet, overwrite: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> LinkRun:
-    """Links every mention and writes parquet (answer, top-K candidates, per-channel scores)."""
+    """Links a corpus (a file, a prefix or a glob of shards) into one committed parquet part per
+    shard (answer, top-K candidates, per-channel scores), exactly once: the same command after a
+    crash resumes, after success does nothing (see `ameli_ray.corpus`). `progress(shards done,
+    shards, mentions done)` is called as shards commit."""
+    from ameli_ray.corpus import plan_corpus_link, previous_summary
+
     store = ObjectStore(config.s3)
-    kb_version_uri, manifest = read_manifest(kb_uri, store)
-    check_compatible(manifest, config)  # before the corpus is read: the mistake is in the config
-    rejected: list[str] = []
-    mentions = read_mentions(mentions_uri, store, images_uri, rejected)
-    say(f"read {len(mentions)} mentions from {mentions_uri}; KB {kb_version_uri}")
-    return link_mentions(config, kb_version_uri, mentions, out_uri, rejected=rejected, engine=engine, say=say)
+    job = plan_corpus_link(config, kb_uri, mentions_uri, out_uri, store=store, images_uri=images_uri, overwrite=overwrite)
+    done = previous_summary(job)
+    if done is not None:
+        say(f"{out_uri} already holds this job's complete output ({done['n_mentions']} mentions); nothing to do "
+            "(--overwrite relinks)")
+        return LinkRun({**done, "seconds": 0.0, "mentions_per_s": 0.0, "already_done": True}, {})
+    todo = job.todo
+    say(f"{len(job.shards)} shard(s) under {mentions_uri}; {len(todo)} to link"
+        + (f", {len(job.done)} committed by an earlier run" if job.done else "") + f"; KB {job.kb_uri}")
+    committed = [len(job.done), sum(c.rows for c in job.done.values())]
+
+    def on_commit(commit) -> None:
+        committed[0] += 1
+        committed[1] += commit.rows
+        if progress is not None:
+            progress(committed[0], len(job.shards), committed[1])
+
+    start = time.perf_counter()
+    commits = make_runner(engine).link_corpus(job, on_commit)
+    summary = job.finish(commits, time.perf_counter() - start)
+    if summary["n_rejected"]:
+        say(f"[yellow]{summary['n_rejected']} records rejected[/] (see {join_uri(out_uri, '_rejected')}/)")
+    say(f"linked {summary['n_mentions']} mentions into {out_uri}: {summary['answered']} answered, "
+        f"no-match share {summary['no_match_share']:.1%}, {summary['mentions_per_s']} mentions/s")
+    return LinkRun(summary, {})
 
 
 def link_mentions(
@@ -100,7 +124,7 @@ def link_mentions(
     """`link` over records already read (`evaluate` links a held-out part of a corpus)."""
     store = ObjectStore(config.s3)
     rejected = rejected or []
-    _clear_local(out_uri)
+    _clear_output(out_uri, store)
     if rejected:
         # a corpus is linked even when some records are bad; which ones, and why, goes beside the output
         store.ensure_bucket(out_uri)
@@ -116,12 +140,29 @@ def link_mentions(
 
 
 def read_link_results(out_uri: str, store: ObjectStore) -> pa.Table:
+    """The link rows under `out_uri`: a corpus job's committed parts (checked against their
+    commit records), or every part of an in-memory link (`link_mentions`)."""
+    from ameli_ray.storage.commit import is_committed_output, read_committed
+
+    if is_committed_output(out_uri, store):
+        return read_committed(out_uri, store, LINK_RESULT_ARROW_SCHEMA)
     files = [f for f in store.list_files(out_uri) if f.endswith(".parquet")]
     if not files:
         raise InputFormatError(f"no link results (parquet files) under {out_uri}")
     return pa.concat_tables(
         [pq.read_table(io.BytesIO(store.read_bytes(f))).cast(LINK_RESULT_ARROW_SCHEMA) for f in files]
     )
+
+
+def read_rejected(out_uri: str, store: ObjectStore) -> list[dict]:
+    """The records set aside while linking into `out_uri`: {"error", and for a corpus job
+    "source" and "position"}."""
+    from ameli_ray.storage.commit import is_committed_output, read_committed_rejected
+
+    if is_committed_output(out_uri, store):
+        return read_committed_rejected(out_uri, store)
+    uri = join_uri(out_uri, REJECTED)
+    return [json.loads(line) for line in store.read_text(uri).splitlines() if line.strip()] if store.exists(uri) else []
 
 
 def split_mentions(mentions: list[Mention], dev_share: float = 0.2, test_share: float = 0.2
@@ -400,14 +441,17 @@ def _char_tfidf(entities: list[Entity], mentions: list[Mention], corpus: list[Me
     return {"baseline": {"char_tfidf": {"accuracy": round(accuracy, 4)}}}
 
 
-def _clear_local(uri: str) -> None:
-    """Batch output folders are replaced, not appended to (parts have unique names)."""
-    if is_s3(uri):
-        return
-    path = Path(uri)
-    if path.is_dir():
-        for f in [*path.glob("*.parquet"), path / REJECTED]:
-            f.unlink(missing_ok=True)
+def _clear_output(uri: str, store: ObjectStore) -> None:
+    """An in-memory link's output replaces what was there (its parts have unique names), and a
+    corpus job's files there would otherwise make readers take it for that job's output."""
+    from ameli_ray.storage.commit import COMMITS, JOB, REJECTED_DIR, STAGING, SUCCESS
+
+    base = uri.rstrip("/") if is_s3(uri) else store.resolve(uri)[1]
+    for f in store.list_files(uri):
+        name = f[len(base):].lstrip("/")
+        top = name.split("/", 1)[0]
+        if (name.endswith(".parquet") and "/" not in name) or top in (REJECTED, JOB, SUCCESS, COMMITS, REJECTED_DIR, STAGING):
+            store.delete(f)
 
 
 # A short training run that fits the demo's 15-minute budget on 2 CPU cores; a setting given in

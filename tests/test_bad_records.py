@@ -59,7 +59,9 @@ def test_every_bad_record_is_reported_and_the_rest_linked(engine, bad_corpus, to
     for fine in ("m-one.png", "m-gray.png", "m-cmyk.jpg", "m-alpha.png"):
         assert rows[fine]["errors"] == [], rows[fine]["errors"]
 
-    rejected = [json.loads(line)["error"] for line in (tmp_path / "links" / "_rejected.jsonl").read_text().splitlines()]
+    set_aside = workflows.read_rejected(out, ObjectStore())
+    assert {(r["source"], r["position"]) for r in set_aside} == {(str(bad_corpus / "mentions.jsonl"), n) for n in (8, 9, 10)}
+    rejected = [r["error"] for r in set_aside]
     assert any("line 8" in r and "not valid JSON" in r for r in rejected)
     assert any("line 9" in r and "id" in r for r in rejected)
     assert any("line 10" in r and "UTF-8" in r for r in rejected)

@@ -180,6 +180,8 @@ def test_a_broken_kb_ends_link_with_the_same_line_on_both_engines(engine, toy_di
         out = run_cli("link", "--kb", kb_uri, "--mentions", str(toy_dir / "mentions.json"), "--out", str(tmp_path / "links"),
                       "--engine", engine, "--set", "ray.num_cpus=2")
         assert out.returncode == 2, out.stderr[-3000:]
+        # the KB is checked on the driver before any actor loads it: no worker's traceback above the line
+        assert "Traceback" not in out.stderr and "RayTaskError" not in out.stderr, out.stderr[-3000:]
         return out.stderr.strip().splitlines()[-1]
 
     data = bytearray((kb / "v1" / "text_embeddings.npy").read_bytes())

@@ -211,7 +211,7 @@ class RetrieveStage:
         table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
         if self.keep_evidence:
             table = table.append_column("record", batch.column("record")).append_column("image_emb", batch.column("image_emb"))
-        return table
+        return _carry(batch, table)
 
 
 class DisambiguateStage:
@@ -232,7 +232,18 @@ class DisambiguateStage:
 
         results, evidence = zip(*_with_evidence(batch, self.kb.manifest.image_dim)) if batch.num_rows else ((), ())
         out = [link_result_row(r) for r in self.disambiguator.rerank(list(evidence), list(results))]
-        return pa.Table.from_pylist(out, schema=LINK_RESULT_ARROW_SCHEMA)
+        return _carry(batch, pa.Table.from_pylist(out, schema=LINK_RESULT_ARROW_SCHEMA))
+
+
+# where a corpus job's row came from (its shard's part, its place there): kept through the stages
+_CARRIED = ("part", "position")
+
+
+def _carry(batch: pa.Table, out: pa.Table) -> pa.Table:
+    for name in _CARRIED:
+        if name in batch.column_names:
+            out = out.append_column(name, batch.column(name))
+    return out
 
 
 def _with_evidence(batch: pa.Table, image_dim: int) -> list:
@@ -240,7 +251,8 @@ def _with_evidence(batch: pa.Table, image_dim: int) -> list:
     from ameli_ray.disambiguation.model import MentionEvidence
     from ameli_ray.linker import link_result_from_row
 
-    results = [link_result_from_row(r) for r in batch.drop_columns(["record", "image_emb"]).to_pylist()]
+    extra = ["record", "image_emb", *(c for c in _CARRIED if c in batch.column_names)]
+    results = [link_result_from_row(r) for r in batch.drop_columns(extra).to_pylist()]
     return [
         (r, MentionEvidence(Mention.model_validate_json(mj), [a.key for a in r.attributes],
                             np.asarray(im, np.float32).reshape(-1, image_dim)))

@@ -63,6 +63,18 @@ def clear_errors() -> Iterator[None]:
         raise found from None
 
 
+def verify_kb(config: AmeliConfig, kb_uri: str) -> None:
+    """The KB's checksums, checked on the driver before any actor loads it: a corrupt KB then
+    ends the run with the in-process runner's one line, and Ray never prints the tracebacks of
+    the actors that would each have found it."""
+    from ameli_ray.kb.assets import read_manifest
+    from ameli_ray.storage.versioned import verify_version
+
+    store = ObjectStore(config.s3)
+    version_uri, manifest = read_manifest(kb_uri, store)
+    verify_version(version_uri, manifest, store, "KB")
+
+
 class RayDataRunner:
     name = "ray"
 
@@ -78,8 +90,16 @@ class RayDataRunner:
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         from ameli_ray.distributed.data import link_with_ray
 
+        verify_kb(config, kb_uri)
         with self.session(config), clear_errors():
             link_with_ray(mentions, kb_uri, out_uri, config, ObjectStore(config.s3))
+
+    def link_corpus(self, job, on_commit):
+        from ameli_ray.distributed.corpus import link_corpus_with_ray
+
+        verify_kb(job.config, job.kb_uri)
+        with self.session(job.config), clear_errors():
+            return link_corpus_with_ray(job, on_commit)
 
     def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb=None):
         """`kb` is not used: each retrieval actor loads the KB version itself."""

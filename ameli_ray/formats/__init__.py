@@ -18,8 +18,8 @@ from ameli_ray.formats.jsonl import read_jsonl_entities, read_jsonl_mentions, wr
 from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage.objects import ObjectStore
 
-_JSONL_EXTENSIONS = (".jsonl", ".ndjson")
-_KNOWN = ".json (AMELI release format), .jsonl / .ndjson (JSON Lines)"
+_JSONL_EXTENSIONS = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+_KNOWN = ".json (AMELI release format), .jsonl / .ndjson (JSON Lines, optionally .gz)"
 
 
 def _is_jsonl(uri: str) -> bool:

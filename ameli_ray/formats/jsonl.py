@@ -2,14 +2,15 @@
 
 Mentions: `id`, `text` (or AMELI's `header`/`body`), `surface`, `image_uris`, `gold_entity_id`,
 `gold_attributes`, `nil` (true: about no product of the KB). Entities: `id`, `name`, `category`, `description`, `features`, `attributes`,
-`image_uris`. Unknown fields are ignored. Relative image paths are joined onto `images_uri`, by
+`image_uris`. Unknown fields are ignored. A name ending in .gz is read through gzip. Relative image paths are joined onto `images_uri`, by
 default the folder holding the file, so a corpus and its images can move together.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ameli_ray.errors import InputFormatError
@@ -19,14 +20,32 @@ from ameli_ray.storage.objects import ObjectStore
 
 
 def _lines(uri: str, store: ObjectStore, rejected: list[str] | None = None) -> Iterator[Fields]:
-    """The objects of a JSONL file, each with its 1-based line number; blank lines are skipped.
+    """The objects of a JSONL file (gzip when named .gz), each with its 1-based line number."""
+    return parse_lines(uri, raw_lines(uri, store), rejected)
 
-    Lines are decoded one by one, so with a `rejected` list a line of bad UTF-8 or bad JSON is
-    reported there and skipped while the rest of the corpus is still read.
+
+def raw_lines(uri: str, store: ObjectStore, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a file as bytes, streamed: a shard of any size costs one chunk of memory.
+
+    Split on b"\n" only: str.splitlines() would also split inside strings holding U+2028 and the like.
     """
-    data = store.read_bytes(uri)
-    # Split on b"\n" only: str.splitlines() would also split inside strings holding U+2028 and the like.
-    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+    with store.open_read(uri) as raw:
+        stream = gzip.GzipFile(fileobj=raw) if str(uri).lower().endswith(".gz") else raw
+        rest = b""
+        first = True
+        while chunk := stream.read(chunk_bytes):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from lines
+        if rest:
+            yield rest
+
+
+def parse_lines(uri: str, lines: Iterable[bytes], rejected: list[str] | None = None) -> Iterator[Fields]:
+    """Lines are decoded one by one, so with a `rejected` list a line of bad UTF-8 or bad JSON is
+    reported there and skipped while the rest of the corpus is still read. Blank lines are skipped."""
+    for number, raw in enumerate(lines, start=1):
         try:
             line = raw.decode("utf-8")
             if not line.strip():
@@ -35,6 +54,7 @@ def _lines(uri: str, store: ObjectStore, rejected: list[str] | None = None) -> I
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputFormatError(f"{uri}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            fields = Fields(uri, f"line {number}", obj)  # a JSON value that is no object is a bad line too
         except UnicodeDecodeError as exc:
             error = InputFormatError(f"{uri}: line {number}: not valid UTF-8 text (bad byte at column {exc.start + 1})")
             if rejected is None:
@@ -46,7 +66,7 @@ def _lines(uri: str, store: ObjectStore, rejected: list[str] | None = None) -> I
                 raise
             rejected.append(str(exc))
             continue
-        yield Fields(uri, f"line {number}", obj)
+        yield fields
 
 
 def read_jsonl_mentions(
@@ -59,7 +79,7 @@ def read_jsonl_mentions(
     for fields in _lines(uri, store, rejected):
         try:
             where = fields.where
-            mention = _mention(fields, images)
+            mention = mention_from_fields(fields, images)
             first.check(mention.id, where)
             mentions.append(mention)
         except InputFormatError as exc:
@@ -69,7 +89,7 @@ def read_jsonl_mentions(
     return mentions
 
 
-def _mention(fields: Fields, images: str) -> Mention:
+def mention_from_fields(fields: Fields, images: str) -> Mention:
     mention_id = fields.id("id")
     text = fields.text("text")
     if not text:

@@ -8,10 +8,13 @@ clear error in seconds, not a retry storm.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -157,6 +160,59 @@ class ObjectStore:
 
         return self._call("read", uri, go)
 
+    @contextlib.contextmanager
+    def open_read(self, uri: str) -> Iterator[BinaryIO]:
+        """A binary stream of a file, for inputs too large to hold (corpus shards). A failure in
+        the middle of an S3 body raises; the caller (a Ray Data task) is retried whole."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            body = self._call("read", uri, lambda: self.boto3_client().get_object(Bucket=bucket, Key=key)["Body"])
+            try:
+                yield body
+            finally:
+                body.close()
+            return
+        fs, path = self.resolve(uri)
+        stream = self._call("read", uri, lambda: fs.open_input_stream(path, compression=None))
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    def list_sized(self, uri: str) -> list[tuple[str, int, str]]:
+        """(URI, size, version tag) of every file below a prefix, sorted; the tag is the ETag on
+        S3 and the modification time locally: what tells a changed input from the same one."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            prefix = key.rstrip("/") + "/" if key else ""
+
+            def go() -> list[tuple[str, int, str]]:
+                pages = self.boto3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                return [(f"s3://{bucket}/{o['Key']}", int(o["Size"]), o["ETag"].strip('"'))
+                        for page in pages for o in page.get("Contents", [])]
+
+            try:
+                return sorted(self._call("list", uri, go))
+            except ObjectNotFound:
+                return []
+        fs, path = self.resolve(uri)
+        selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+        infos = self._call("list", uri, lambda: fs.get_file_info(selector))
+        return sorted((i.path, int(i.size), str(i.mtime_ns)) for i in infos if i.type == pafs.FileType.File)
+
+    def stat(self, uri: str) -> tuple[int, str] | None:
+        """(size, version tag) of one file (see `list_sized`), None when there is none."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            try:
+                head = self._call("stat", uri, lambda: self.boto3_client().head_object(Bucket=bucket, Key=key))
+            except ObjectNotFound:
+                return None
+            return int(head["ContentLength"]), head["ETag"].strip('"')
+        fs, path = self.resolve(uri)
+        info = self._call("stat", uri, lambda: fs.get_file_info(path))
+        return (int(info.size), str(info.mtime_ns)) if info.type == pafs.FileType.File else None
+
     def read_text(self, uri: str, encoding: str = "utf-8") -> str:
         data = self.read_bytes(uri)
         try:
@@ -244,6 +300,16 @@ class ObjectStore:
                 return self._call("list", uri, listing)
             except ObjectNotFound:
                 return {}
+
+    def delete(self, uri: str) -> None:
+        """Deletes one file; none there is fine."""
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self._call("delete", uri, lambda: self.boto3_client().delete_object(Bucket=bucket, Key=key))
+            return
+        fs, path = self.resolve(uri)
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            self._call("delete", uri, lambda: fs.delete_file(path))
 
     def delete_prefix(self, uri: str) -> int:
         """Deletes every file below a prefix (a folder); returns how many. Nothing there is fine."""

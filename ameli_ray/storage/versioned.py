@@ -177,3 +177,22 @@ def read_verified(
     if cached is not None:
         store.write_bytes(str(cached), data)  # local writes replace the file whole: no torn copy
     return data
+
+
+def verify_version(version_uri: str, manifest: VersionedManifest, store: ObjectStore, what: str,
+                   chunk_bytes: int = 8 << 20) -> None:
+    """Checks every file of a version against its manifest, streamed (a KB of millions of
+    products is never held): what a driver does before it starts workers that load the
+    version, so a corrupt or half-copied one is refused with the loader's own message, once,
+    instead of from inside each worker."""
+    for name, entry in sorted(manifest.files.items()):
+        uri = join_uri(version_uri, name)
+        digest = hashlib.sha256()
+        with store.open_read(uri) as stream:
+            while chunk := stream.read(chunk_bytes):
+                digest.update(chunk)
+        if digest.hexdigest() != entry.sha256:
+            raise ChecksumMismatch(
+                f"{uri}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
+                f"the {what} is corrupt or was modified — {manifest.remedy}"
+            )

@@ -18,6 +18,7 @@ from ameli_ray.storage.versioned import (
     point_latest,
     read_verified,
     read_versioned_manifest,
+    verify_version,
     write_version,
 )
 
@@ -65,6 +66,21 @@ def test_a_corrupted_file_is_refused_by_name(tmp_path, s3_store, s3_bucket):
         assert read_verified(version_uri, manifest, "a.bin", s3_store, "toy") == FILES["a.bin"]  # the others are fine
         with pytest.raises(InputFormatError, match="lists no nope"):
             read_verified(version_uri, manifest, "nope", s3_store, "toy")
+
+
+def test_a_version_is_verified_streamed_with_the_loaders_message(tmp_path, s3_store, s3_bucket):
+    for root in (str(tmp_path), f"{s3_bucket}/root"):
+        version_uri, manifest = write_version(root, s3_store, FILES, toy())
+        verify_version(version_uri, manifest, s3_store, "toy", chunk_bytes=2)  # several chunks per file
+        s3_store.write_bytes(join_uri(version_uri, "sub/b.json"), b'{"x": 2}')
+        with pytest.raises(ChecksumMismatch) as streamed:
+            verify_version(version_uri, manifest, s3_store, "toy", chunk_bytes=2)
+        with pytest.raises(ChecksumMismatch) as loaded:
+            read_verified(version_uri, manifest, "sub/b.json", s3_store, "toy")
+        assert str(streamed.value) == str(loaded.value)
+        s3_store.delete(join_uri(version_uri, "a.bin"))
+        with pytest.raises(ObjectNotFound, match="a.bin"):
+            verify_version(version_uri, manifest, s3_store, "toy")
 
 
 class ReadsDuringWrites(ObjectStore):

@@ -1,0 +1,177 @@
+"""A corpus job on Ray Data: shards parsed in the workers, linked by the actor-pool stages of
+`distributed/data.py`, staged in pieces and committed shard by shard (`storage.commit`).
+
+    shard names ──read (tasks)──> records ──OCR, text, image, retrieve, disambiguate (actors)──>
+        link rows ──stage (tasks)──> pieces under _staging/ ──driver: a shard complete?──> commit task
+
+Rows carry their shard's part name and their place in it through every stage, so the driver
+can tell when all of a shard's mentions are back (the reader writes how many there are once it
+has read the shard) and a commit task merges its pieces in input order. The driver holds the
+places of the shards in flight only, and never a record.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from ameli_ray.config import S3Settings
+from ameli_ray.corpus import CorpusJob, OnCommit, in_input_order
+from ameli_ray.distributed.data import DisambiguateStage, ImageEmbedStage, OcrStage, RetrieveStage, TextEmbedStage, _ocr_wanted
+from ameli_ray.distributed.runtime import actor_options
+from ameli_ray.errors import AmeliError
+from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+from ameli_ray.storage import ObjectStore
+from ameli_ray.storage.commit import STAGING, JobOutput, ShardCommit
+
+READ_INFO = "_read.json"
+
+
+def read_shards(batch: pa.Table, *, s3: S3Settings, out_uri: str, attempt: str, images_uri: str | None, batch_rows: int):
+    """Parses the shards of a batch of shard names into record rows, in blocks of `batch_rows`;
+    then records how many valid records each held and the ones set aside."""
+    from ameli_ray.formats.shards import read_shard
+    from ameli_ray.storage import join_uri
+
+    store = ObjectStore(s3)
+    for part, uri in zip(batch.column("part").to_pylist(), batch.column("uri").to_pylist()):
+        valid, rejected = 0, []
+        for shard_batch in read_shard(str(uri), store, images_uri, batch_rows):
+            rejected.extend(shard_batch.rejected)
+            if shard_batch.mentions:
+                valid += len(shard_batch.mentions)
+                yield pa.table({
+                    "part": pa.array([str(part)] * len(shard_batch.mentions), pa.string()),
+                    "position": pa.array(shard_batch.positions, pa.int64()),
+                    "record": pa.array([m.model_dump_json() for m in shard_batch.mentions], pa.string()),
+                })
+        store.write_text(join_uri(out_uri, STAGING, attempt, str(part), READ_INFO),
+                         json.dumps({"valid": valid, "rejected": rejected}))
+
+
+def stage_pieces(batch: pa.Table, *, s3: S3Settings, out_uri: str, job: str, attempt: str) -> pa.Table:
+    """Writes a block of link rows as one staged piece per shard it holds; returns, per piece,
+    its URI and the places of its rows."""
+    import uuid
+
+    import pyarrow.compute as pc
+
+    from ameli_ray.corpus import table_bytes
+
+    out = JobOutput(out_uri, job, ObjectStore(s3), attempt)
+    rows = {"part": [], "piece": [], "positions": []}
+    for part in pc.unique(batch.column("part")).to_pylist():
+        piece = batch.filter(pc.equal(batch.column("part"), part))
+        uri = out.staging_uri(part, uuid.uuid4().hex)
+        out.store.write_bytes(uri, table_bytes(piece))
+        rows["part"].append(part)
+        rows["piece"].append(uri)
+        rows["positions"].append(piece.column("position").to_pylist())
+    return pa.table({"part": pa.array(rows["part"], pa.string()), "piece": pa.array(rows["piece"], pa.string()),
+                     "positions": pa.array(rows["positions"], pa.list_(pa.int64()))})
+
+
+def commit_shard(s3: S3Settings, out_uri: str, job: str, attempt: str, shard: dict, part: str, pieces: list[str],
+                 rejected: list[dict]) -> ShardCommit:
+    """Merges a shard's pieces into its part, in input order, and commits it."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    out = JobOutput(out_uri, job, ObjectStore(s3), attempt)
+    tables = [pq.read_table(io.BytesIO(out.store.read_bytes(p))) for p in pieces]
+    if tables:
+        merged = pa.concat_tables(tables)
+        merged = in_input_order(merged, merged.column("position").to_numpy()).drop_columns(["part", "position"])
+    else:
+        merged = LINK_RESULT_ARROW_SCHEMA.empty_table()
+    return out.commit(shard, part, merged.cast(LINK_RESULT_ARROW_SCHEMA), rejected)
+
+
+def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, ShardCommit]:
+    import ray
+
+    from ameli_ray.kb.assets import read_manifest
+
+    todo = job.todo
+    if not todo:
+        return {}
+    config, out = job.config, job.out
+    s3 = config.s3
+    _, manifest = read_manifest(job.kb_uri, out.store)
+    shard_of = dict(todo)
+    ds = ray.data.from_items([{"part": p, "uri": s.uri} for p, s in todo], override_num_blocks=len(todo))
+    ds = ds.map_batches(
+        read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=2,
+        fn_kwargs={"s3": s3, "out_uri": out.out_uri, "attempt": out.attempt, "images_uri": job.images_uri,
+                   "batch_rows": job.batch_rows},
+    )
+    kwargs = {"config": config, "kind": "mention"}
+    if _ocr_wanted("mention", config):
+        ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
+    embed = {**kwargs, "kb_manifest": manifest}
+    ds = ds.map_batches(TextEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.text_stage))
+    ds = ds.map_batches(ImageEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.image_stage))
+    disambiguate = bool(config.disambiguation.model)
+    ds = ds.map_batches(
+        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": job.kb_uri, "keep_evidence": disambiguate},
+        batch_format="pyarrow", **actor_options(config.retrieve_stage),
+    )
+    if disambiguate:
+        ds = ds.map_batches(DisambiguateStage, fn_constructor_kwargs={"config": config, "kb_uri": job.kb_uri},
+                            batch_format="pyarrow", **actor_options(config.disambiguate_stage))
+    ds = ds.map_batches(stage_pieces, batch_size=None, batch_format="pyarrow", num_cpus=0,
+                        fn_kwargs={"s3": s3, "out_uri": out.out_uri, "job": out.job, "attempt": out.attempt})
+
+    commit = ray.remote(num_cpus=0)(commit_shard)
+    pieces: dict[str, list[str]] = {}
+    seen: dict[str, set[int]] = {}
+    expected: dict[str, dict] = {}
+    pending: dict = {}  # ObjectRef -> part
+    commits: dict[str, ShardCommit] = {}
+
+    def read_info(part: str) -> dict | None:
+        if part not in expected:
+            uri = out.uri(STAGING, out.attempt, part, READ_INFO)
+            if not out.store.exists(uri):
+                return None
+            expected[part] = json.loads(out.store.read_text(uri))
+        return expected[part]
+
+    def maybe_commit(part: str) -> None:
+        info = read_info(part)
+        if info is None or part in commits or part in pending.values() or len(seen.get(part, ())) < info["valid"]:
+            return
+        ref = commit.remote(s3, out.out_uri, out.job, out.attempt, shard_of[part].to_json(), part,
+                            pieces.pop(part, []), info["rejected"])
+        pending[ref] = part
+        seen.pop(part, None)
+
+    def collect(timeout: float) -> None:
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+        for ref in ready:
+            part = pending.pop(ref)
+            commits[part] = ray.get(ref)
+            expected.pop(part, None)
+            on_commit(commits[part])
+
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        for part, piece, positions in zip(*(batch.column(c).to_pylist() for c in ("part", "piece", "positions"))):
+            pieces.setdefault(part, []).append(piece)
+            seen.setdefault(part, set()).update(positions)
+            maybe_commit(part)
+        collect(0)
+    for part, _ in todo:  # shards with no valid record never reach the stages
+        maybe_commit(part)
+    collect(None)
+    missing = [p for p, _ in todo if p not in commits]
+    if missing:
+        raise AmeliError(
+            f"{len(missing)} shard(s) did not come back whole (e.g. {shard_of[missing[0]].uri}: "
+            f"{len(seen.get(missing[0], ()))} of {(read_info(missing[0]) or {}).get('valid', '?')} mentions); "
+            "nothing of them was committed: run the same command again to link them"
+        )
+    return commits
