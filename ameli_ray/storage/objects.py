@@ -260,22 +260,7 @@ class ObjectStore:
 
     def list_files(self, uri: str) -> list[str]:
         """All files below a prefix, as URIs of the same kind, sorted."""
-        if is_s3(uri):
-            bucket, key = split_s3(uri)
-            prefix = key.rstrip("/") + "/" if key else ""
-
-            def go() -> list[str]:
-                pages = self.boto3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                return [f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", [])]
-
-            try:
-                return sorted(self._call("list", uri, go))
-            except ObjectNotFound:
-                return []
-        fs, path = self.resolve(uri)
-        selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
-        infos = self._call("list", uri, lambda: fs.get_file_info(selector))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File)
+        return [u for u, _, _ in self.list_sized(uri)]
 
     def etags(self, uri: str) -> dict[str, str]:
         """{name relative to `uri`: ETag} of the object at `uri` (name: its basename) or of every
