@@ -95,7 +95,9 @@ def plan_corpus_link(
     }
     out = JobOutput(out_uri, job_fingerprint(record), store)
     # the job file names its fingerprint's inputs, not every shard (a corpus may have 100k)
-    done = out.begin({k: v for k, v in record.items() if k != "shards"} | {"n_shards": len(shards)}, overwrite=overwrite)
+    job_file = {k: v for k, v in record.items() if k != "shards"} | {
+        "n_shards": len(shards), "shards_sha256": job_fingerprint({"shards": record["shards"]})}
+    done = out.begin(job_file, overwrite=overwrite)
     return CorpusJob(config, kb_version, shards, out, done, images_uri, batch_rows=config.text_stage.batch_size)
 
 

@@ -1,6 +1,8 @@
 """Relinking a sharded corpus exactly once, in-process: a rerun resumes where a crash stopped
 and does nothing after success; other inputs are refused; --overwrite relinks."""
 
+from pathlib import Path
+
 import pytest
 
 from ameli_ray import workflows
@@ -68,8 +70,11 @@ def test_changed_inputs_are_refused_and_overwrite_relinks(sharded, tmp_path):
     out = str(tmp_path / "out")
     one_shard = f"{corpus_uri}/{corpus.shards[0].name}"
     workflows.link(config, kb, one_shard, out, engine="local")
-    with pytest.raises(StorageError, match="another link job .*--overwrite"):
+    with pytest.raises(StorageError, match=r"another link job \(other inputs, input files\).*--overwrite"):
         workflows.link(config, kb, corpus_uri, out, engine="local")
+    (Path(corpus_uri) / corpus.shards[0].name).touch()  # the same name, another file (mtime)
+    with pytest.raises(StorageError, match=r"another link job \(other input files\)"):
+        workflows.link(config, kb, one_shard, out, engine="local")
     other = AmeliConfig.load(None, ["retrieval.top_k=3"])
     with pytest.raises(StorageError, match="other settings"):
         workflows.link(other, kb, one_shard, out, engine="local")

@@ -146,7 +146,7 @@ class JobOutput:
 
 def _differences(old: dict, new: dict) -> str:
     keys = [k for k in ("inputs", "kb", "model", "settings") if old.get(k) != new.get(k)]
-    if "shards" in new and old.get("shards") != new.get("shards"):
+    if old.get("shards_sha256") != new.get("shards_sha256"):
         keys.append("input files")
     return "other " + ", ".join(keys) if keys else "another fingerprint"
 
