@@ -103,7 +103,7 @@ def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, Shard
     shard_of = dict(todo)
     ds = ray.data.from_items([{"part": p, "uri": s.uri} for p, s in todo], override_num_blocks=len(todo))
     ds = ds.map_batches(
-        read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=2,
+        read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=min(2, len(todo)),
         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "attempt": out.attempt, "images_uri": job.images_uri,
                    "batch_rows": job.batch_rows},
     )
