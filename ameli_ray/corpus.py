@@ -15,10 +15,10 @@ inputs or another model refuses to mix outputs. Ray-free; the Ray Data pipeline 
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ from ameli_ray.formats.shards import Shard, list_shards, read_shard
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
 from ameli_ray.storage import ObjectStore
 from ameli_ray.storage.commit import SUCCESS, JobOutput, ShardCommit, job_fingerprint, part_name
+
+if TYPE_CHECKING:
+    from ameli_ray.kb.assets import KBManifest
 
 # Settings that change an answer: a job over other values is another job. Operational ones
 # (ray, s3, stage sizes, serve, training) are left out: a resume may run on another cluster.
@@ -39,6 +42,7 @@ OnCommit = Callable[[ShardCommit], None]
 class CorpusJob:
     config: AmeliConfig  # with the model pinned to one version
     kb_uri: str  # one KB version for every worker, even if LATEST moves during the job
+    kb_manifest: "KBManifest"
     shards: list[Shard]
     out: JobOutput
     done: dict[str, ShardCommit]  # committed by an earlier run of this job
@@ -98,7 +102,7 @@ def plan_corpus_link(
     job_file = {k: v for k, v in record.items() if k != "shards"} | {
         "n_shards": len(shards), "shards_sha256": job_fingerprint({"shards": record["shards"]})}
     done = out.begin(job_file, overwrite=overwrite)
-    return CorpusJob(config, kb_version, shards, out, done, images_uri, batch_rows=config.text_stage.batch_size)
+    return CorpusJob(config, kb_version, manifest, shards, out, done, images_uri, batch_rows=config.text_stage.batch_size)
 
 
 def previous_summary(job: CorpusJob) -> dict | None:
@@ -113,6 +117,8 @@ def link_corpus_in_process(job: CorpusJob, on_commit: OnCommit) -> dict[str, Sha
     tests, and the baseline the Ray Data job is measured against)."""
     from ameli_ray.linker import link_result_row, load_linker
 
+    if not job.todo:  # every shard committed by an earlier run that died before _SUCCESS
+        return {}
     store = job.out.store
     linker = load_linker(job.config, job.kb_uri, store)
     commits = {}
@@ -137,11 +143,3 @@ def in_input_order(table: pa.Table, positions: list[int] | pa.Array) -> pa.Table
     order = np.argsort(pos, kind="stable")
     keep = order[np.concatenate([[True], np.diff(pos[order]) != 0])] if len(pos) else order
     return table.take(pa.array(keep))
-
-
-def table_bytes(table: pa.Table) -> bytes:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()

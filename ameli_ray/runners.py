@@ -14,7 +14,6 @@ The in-process runner is here, Ray-free; the Ray Data one lives in `distributed/
 from __future__ import annotations
 
 import contextlib
-import io
 from typing import TYPE_CHECKING, ContextManager, Literal, Protocol
 
 from ameli_ray.config import AmeliConfig, with_model
@@ -82,17 +81,16 @@ class LocalRunner:
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         from ameli_ray.linker import link_result_row, load_linker
         from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+        from ameli_ray.storage import parquet_bytes
 
         rows = [link_result_row(r) for r in load_linker(config, kb_uri).link(mentions)]
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA), buf)
         store = ObjectStore(config.s3)
         store.ensure_bucket(out_uri)
-        store.write_bytes(join_uri(out_uri, "part-00000.parquet"), buf.getvalue())
+        table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+        store.write_bytes(join_uri(out_uri, "part-00000.parquet"), parquet_bytes(table))
 
     def link_corpus(self, job: "CorpusJob", on_commit: "OnCommit"):
         from ameli_ray.corpus import link_corpus_in_process

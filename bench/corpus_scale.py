@@ -76,11 +76,10 @@ def stage_breakdown(config, kb: str, corpus: str, n: int) -> dict[str, float]:
     """Seconds per stage of the in-process path over the first `n` reviews of a corpus."""
     import pyarrow as pa
 
-    from ameli_ray.corpus import table_bytes
     from ameli_ray.formats.shards import list_shards, read_shard
     from ameli_ray.linker import link_result_row, load_linker
     from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
-    from ameli_ray.storage import ObjectStore
+    from ameli_ray.storage import ObjectStore, parquet_bytes
 
     store = ObjectStore(config.s3)
     loaded = load_linker(config, kb, store)
@@ -99,7 +98,7 @@ def stage_breakdown(config, kb: str, corpus: str, n: int) -> dict[str, float]:
     results = loaded.linker.link(encoded)
     times["retrieve + filter" + (" + disambiguate" if loaded.disambiguator else "")] = time.perf_counter() - t
     t = time.perf_counter()
-    table_bytes(pa.Table.from_pylist([link_result_row(r) for r in results], schema=LINK_RESULT_ARROW_SCHEMA))
+    parquet_bytes(pa.Table.from_pylist([link_result_row(r) for r in results], schema=LINK_RESULT_ARROW_SCHEMA))
     times["write part"] = time.perf_counter() - t
     return {k: round(v, 2) for k, v in times.items()}
 

@@ -18,11 +18,10 @@ import pyarrow as pa
 
 from ameli_ray.config import S3Settings
 from ameli_ray.corpus import CorpusJob, OnCommit, in_input_order
-from ameli_ray.distributed.data import DisambiguateStage, ImageEmbedStage, OcrStage, RetrieveStage, TextEmbedStage, _ocr_wanted
-from ameli_ray.distributed.runtime import actor_options
+from ameli_ray.distributed.data import embed_stages, link_stages
 from ameli_ray.errors import AmeliError
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
-from ameli_ray.storage import ObjectStore
+from ameli_ray.storage import ObjectStore, parquet_bytes
 from ameli_ray.storage.commit import STAGING, JobOutput, ShardCommit
 
 READ_INFO = "_read.json"
@@ -57,14 +56,12 @@ def stage_pieces(batch: pa.Table, *, s3: S3Settings, out_uri: str, job: str, att
 
     import pyarrow.compute as pc
 
-    from ameli_ray.corpus import table_bytes
-
     out = JobOutput(out_uri, job, ObjectStore(s3), attempt)
     rows = {"part": [], "piece": [], "positions": []}
     for part in pc.unique(batch.column("part")).to_pylist():
         piece = batch.filter(pc.equal(batch.column("part"), part))
         uri = out.staging_uri(part, uuid.uuid4().hex)
-        out.store.write_bytes(uri, table_bytes(piece))
+        out.store.write_bytes(uri, parquet_bytes(piece))
         rows["part"].append(part)
         rows["piece"].append(uri)
         rows["positions"].append(piece.column("position").to_pylist())
@@ -92,14 +89,11 @@ def commit_shard(s3: S3Settings, out_uri: str, job: str, attempt: str, shard: di
 def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, ShardCommit]:
     import ray
 
-    from ameli_ray.kb.assets import read_manifest
-
     todo = job.todo
     if not todo:
         return {}
     config, out = job.config, job.out
     s3 = config.s3
-    _, manifest = read_manifest(job.kb_uri, out.store)
     shard_of = dict(todo)
     ds = ray.data.from_items([{"part": p, "uri": s.uri} for p, s in todo], override_num_blocks=len(todo))
     ds = ds.map_batches(
@@ -107,20 +101,7 @@ def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, Shard
         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "attempt": out.attempt, "images_uri": job.images_uri,
                    "batch_rows": job.batch_rows},
     )
-    kwargs = {"config": config, "kind": "mention"}
-    if _ocr_wanted("mention", config):
-        ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
-    embed = {**kwargs, "kb_manifest": manifest}
-    ds = ds.map_batches(TextEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.text_stage))
-    ds = ds.map_batches(ImageEmbedStage, fn_constructor_kwargs=embed, batch_format="pyarrow", **actor_options(config.image_stage))
-    disambiguate = bool(config.disambiguation.model)
-    ds = ds.map_batches(
-        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": job.kb_uri, "keep_evidence": disambiguate},
-        batch_format="pyarrow", **actor_options(config.retrieve_stage),
-    )
-    if disambiguate:
-        ds = ds.map_batches(DisambiguateStage, fn_constructor_kwargs={"config": config, "kb_uri": job.kb_uri},
-                            batch_format="pyarrow", **actor_options(config.disambiguate_stage))
+    ds = link_stages(embed_stages(ds, "mention", config, job.kb_manifest), config, job.kb_uri)
     ds = ds.map_batches(stage_pieces, batch_size=None, batch_format="pyarrow", num_cpus=0,
                         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "job": out.job, "attempt": out.attempt})
 

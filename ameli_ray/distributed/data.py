@@ -118,8 +118,13 @@ def _embedded(records: list, kind: str, config: AmeliConfig, kb_manifest: KBMani
     import ray
 
     rows = [{"row": i, "record": r.model_dump_json()} for i, r in enumerate(records)]
-    kwargs = {"config": config, "kind": kind}
     ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
+    return embed_stages(ds, kind, config, kb_manifest)
+
+
+def embed_stages(ds, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
+    """OCR (where it runs for this kind), text and image embedding over a dataset of `record` rows."""
+    kwargs = {"config": config, "kind": kind}
     if _ocr_wanted(kind, config):
         ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
     embed = {**kwargs, "kb_manifest": kb_manifest}
@@ -275,17 +280,8 @@ def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig)
 
 def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:
     """Links mentions and writes parquet files under `out_uri` (local or s3://). Returns the row count."""
-    disambiguate = bool(config.disambiguation.model)
     kb_uri, manifest = read_manifest(kb_uri, store)  # one version for every actor, even if LATEST moves
-    ds = _embedded(mentions, "mention", config, manifest).map_batches(
-        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": disambiguate},
-        batch_format="pyarrow", **actor_options(config.retrieve_stage),
-    )
-    if disambiguate:
-        ds = ds.map_batches(
-            DisambiguateStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
-            batch_format="pyarrow", **actor_options(config.disambiguate_stage),
-        )
+    ds = link_stages(_embedded(mentions, "mention", config, manifest), config, kb_uri)
     store.ensure_bucket(out_uri)
     # Each block becomes one parquet file written through the ObjectStore, so the output goes
     # wherever the inputs came from with the same credentials, timeouts and error messages.
@@ -296,22 +292,33 @@ def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: Am
     return int(written or 0)
 
 
+def link_stages(ds, config: AmeliConfig, kb_uri: str):
+    """Retrieval and the attribute filter, then (with a model) disambiguation, over embedded
+    mention rows: link rows out."""
+    disambiguate = bool(config.disambiguation.model)
+    ds = ds.map_batches(
+        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": disambiguate},
+        batch_format="pyarrow", **actor_options(config.retrieve_stage),
+    )
+    if disambiguate:
+        ds = ds.map_batches(
+            DisambiguateStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
+            batch_format="pyarrow", **actor_options(config.disambiguate_stage),
+        )
+    return ds
+
+
 class ParquetPartWriter:
     def __init__(self, s3, out_uri: str):
         self.store = ObjectStore(s3)
         self.out_uri = out_uri
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import io
         import uuid
 
-        import pyarrow.parquet as pq
+        from ameli_ray.storage import join_uri, parquet_bytes
 
-        from ameli_ray.storage import join_uri
-
-        buf = io.BytesIO()
-        pq.write_table(batch, buf, compression="zstd")
-        self.store.write_bytes(join_uri(self.out_uri, f"part-{uuid.uuid4().hex}.parquet"), buf.getvalue())
+        self.store.write_bytes(join_uri(self.out_uri, f"part-{uuid.uuid4().hex}.parquet"), parquet_bytes(batch))
         return pa.table({"rows": [batch.num_rows]})
 
 

@@ -63,7 +63,7 @@ def clear_errors() -> Iterator[None]:
         raise found from None
 
 
-def verify_kb(config: AmeliConfig, kb_uri: str) -> None:
+def verify_kb(config: AmeliConfig, kb_uri: str, manifest=None) -> None:
     """The KB's checksums, checked on the driver before any actor loads it: a corrupt KB then
     ends the run with the in-process runner's one line, and Ray never prints the tracebacks of
     the actors that would each have found it."""
@@ -71,8 +71,9 @@ def verify_kb(config: AmeliConfig, kb_uri: str) -> None:
     from ameli_ray.storage.versioned import verify_version
 
     store = ObjectStore(config.s3)
-    version_uri, manifest = read_manifest(kb_uri, store)
-    verify_version(version_uri, manifest, store, "KB")
+    if manifest is None:
+        kb_uri, manifest = read_manifest(kb_uri, store)
+    verify_version(kb_uri, manifest, store, "KB")
 
 
 class RayDataRunner:
@@ -97,7 +98,7 @@ class RayDataRunner:
     def link_corpus(self, job, on_commit):
         from ameli_ray.distributed.corpus import link_corpus_with_ray
 
-        verify_kb(job.config, job.kb_uri)
+        verify_kb(job.config, job.kb_uri, job.kb_manifest)
         with self.session(job.config), clear_errors():
             return link_corpus_with_ray(job, on_commit)
 

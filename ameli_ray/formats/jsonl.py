@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ameli_ray.errors import InputFormatError
@@ -21,7 +21,7 @@ from ameli_ray.storage.objects import ObjectStore
 
 def _lines(uri: str, store: ObjectStore, rejected: list[str] | None = None) -> Iterator[Fields]:
     """The objects of a JSONL file (gzip when named .gz), each with its 1-based line number."""
-    return parse_lines(uri, raw_lines(uri, store), rejected)
+    return parse_lines(uri, raw_lines(uri, store), None if rejected is None else lambda _, message: rejected.append(message))
 
 
 def raw_lines(uri: str, store: ObjectStore, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
@@ -42,9 +42,10 @@ def raw_lines(uri: str, store: ObjectStore, chunk_bytes: int = 1 << 20) -> Itera
             yield rest
 
 
-def parse_lines(uri: str, lines: Iterable[bytes], rejected: list[str] | None = None) -> Iterator[Fields]:
-    """Lines are decoded one by one, so with a `rejected` list a line of bad UTF-8 or bad JSON is
-    reported there and skipped while the rest of the corpus is still read. Blank lines are skipped."""
+def parse_lines(uri: str, lines: Iterable[bytes], reject: Callable[[int, str], None] | None = None) -> Iterator[Fields]:
+    """Lines are decoded one by one, so with `reject` a line of bad UTF-8 or bad JSON is reported
+    to it (line number, message) and skipped while the rest of the corpus is still read; without,
+    it raises. Blank lines are skipped."""
     for number, raw in enumerate(lines, start=1):
         try:
             line = raw.decode("utf-8")
@@ -57,14 +58,14 @@ def parse_lines(uri: str, lines: Iterable[bytes], rejected: list[str] | None = N
             fields = Fields(uri, f"line {number}", obj)  # a JSON value that is no object is a bad line too
         except UnicodeDecodeError as exc:
             error = InputFormatError(f"{uri}: line {number}: not valid UTF-8 text (bad byte at column {exc.start + 1})")
-            if rejected is None:
+            if reject is None:
                 raise error from None
-            rejected.append(str(error))
+            reject(number, str(error))
             continue
         except InputFormatError as exc:
-            if rejected is None:
+            if reject is None:
                 raise
-            rejected.append(str(exc))
+            reject(number, str(exc))
             continue
         yield fields
 

@@ -90,12 +90,14 @@ def read_shard(uri: str, store: ObjectStore, images_uri: str | None = None, batc
         yield _ameli_batch(uri, store, images_uri)
         return
     images = images_uri if images_uri is not None else parent_uri(uri)
-    errors: list[str] = []  # lines the parser set aside (bad UTF-8, bad JSON)
-    fields_of = _parquet_fields(uri, store) if name.endswith(".parquet") else parse_lines(uri, raw_lines(uri, store), errors)
-    first = FirstIds(uri)
     batch = ShardBatch([], [], [])
+
+    def reject(number: int, message: str) -> None:  # lines the parser set aside (bad UTF-8, bad JSON)
+        batch.rejected.append({"source": uri, "position": number, "error": message})
+
+    fields_of = _parquet_fields(uri, store) if name.endswith(".parquet") else parse_lines(uri, raw_lines(uri, store), reject)
+    first = FirstIds(uri)
     for fields in fields_of:
-        batch.rejected.extend(_take(errors))
         try:
             mention = mention_from_fields(fields, images)
             first.check(mention.id, fields.where)
@@ -107,20 +109,8 @@ def read_shard(uri: str, store: ObjectStore, images_uri: str | None = None, batc
         if len(batch.mentions) >= batch_rows:
             yield batch
             batch = ShardBatch([], [], [])
-    batch.rejected.extend(_take(errors))
     if batch.mentions or batch.rejected:
         yield batch
-
-
-def _take(errors: list[str]) -> list[dict]:
-    """Drains the line parser's set-aside messages ("<uri>: line N: reason") into records."""
-    out = []
-    for message in errors:
-        source, _, rest = message.partition(": line ")
-        number, _, _ = rest.partition(":")
-        out.append({"source": source, "position": int(number) if number.isdigit() else None, "error": message})
-    errors.clear()
-    return out
 
 
 def _rejected(uri: str, where: str, message: str) -> dict:

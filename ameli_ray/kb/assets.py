@@ -37,7 +37,7 @@ from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
 from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
-from ameli_ray.storage import ObjectStore
+from ameli_ray.storage import ObjectStore, parquet_bytes
 from ameli_ray.storage.versioned import VersionedManifest, read_verified, read_versioned_manifest, write_version
 
 KB_FORMAT_VERSION = 1
@@ -221,9 +221,7 @@ def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str 
 
 
 def _parquet(entities: list[Entity]) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(entities_to_table(entities), buf, compression="zstd")
-    return buf.getvalue()
+    return parquet_bytes(entities_to_table(entities))
 
 
 def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:

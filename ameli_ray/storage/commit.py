@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ameli_ray.errors import ChecksumMismatch, InputFormatError, StorageError
-from ameli_ray.storage.objects import ObjectStore, join_uri
+from ameli_ray.storage.objects import ObjectStore, join_uri, parquet_bytes
 
 JOB = "_JOB.json"
 SUCCESS = "_SUCCESS"
@@ -119,9 +119,7 @@ class JobOutput:
         """Writes a shard's part and rejected records, then its commit record (the atomic step),
         then drops its staged pieces."""
         rejected = list(rejected)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        data = buf.getvalue()
+        data = parquet_bytes(table)
         self.store.write_bytes(self.uri(f"{part}.parquet"), data)
         if rejected:
             self.store.write_text(self.uri(REJECTED_DIR, f"{part}.jsonl"),
@@ -181,9 +179,9 @@ def read_committed(out_uri: str, store: ObjectStore, schema: pa.Schema | None = 
 
 def read_committed_rejected(out_uri: str, store: ObjectStore) -> list[dict]:
     """The records set aside by the committed shards, in shard order."""
+    committed = {u.rsplit("/", 1)[-1].removesuffix(".json") for u in store.list_files(join_uri(out_uri, COMMITS))}
     out = []
     for uri in store.list_files(join_uri(out_uri, REJECTED_DIR)):
-        part = uri.rsplit("/", 1)[-1].removesuffix(".jsonl")
-        if store.exists(join_uri(out_uri, COMMITS, f"{part}.json")):
+        if uri.rsplit("/", 1)[-1].removesuffix(".jsonl") in committed:
             out.extend(json.loads(line) for line in store.read_text(uri).splitlines() if line.strip())
     return out

@@ -45,6 +45,17 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+def parquet_bytes(table) -> bytes:
+    """A table as the bytes of a zstd parquet file: what every part and entity table is written as."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
 class ObjectStore:
     """Reads and writes bytes under local paths and s3:// URIs with one set of S3 settings."""
 

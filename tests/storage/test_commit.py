@@ -69,6 +69,6 @@ def test_a_part_that_does_not_match_its_commit_is_refused(out_uri, s3_store):
 
 
 def _part_bytes(table: pa.Table) -> bytes:
-    from ameli_ray.corpus import table_bytes
+    from ameli_ray.storage import parquet_bytes
 
-    return table_bytes(table)
+    return parquet_bytes(table)
