@@ -84,15 +84,31 @@ class StageResources(_Section):
 
 
 class IndexSettings(_Section):
-    kind: Literal["auto", "flat", "ivf", "hnsw"] = Field(
-        "auto", description="auto: exact below flat_max_vectors, HNSW above"
+    kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = Field(
+        "auto", description="auto: exact up to flat_max_vectors, IVF-Flat above (chosen by bench/kb_scale.py)"
     )
-    flat_max_vectors: int = Field(200_000, ge=1)
+    # exact search costs ~6.5 ms a query at 100k MiniLM vectors on one core, 60 ms at 1M; IVF-Flat
+    # 0.3-1.8 ms at recall@100 >= 0.99 (bench/kb_scale.py). Every entity-matching set stays exact.
+    flat_max_vectors: int = Field(50_000, ge=1)
     ivf_nlist: int | None = Field(None, ge=1, description="None: 4*sqrt(n)")
-    ivf_nprobe: int = Field(32, ge=1)
+    ivf_nprobe: int | None = Field(
+        None, ge=1, description="IVF lists searched per query; None: what the KB recorded at build, set from its size"
+    )
+    pq_bytes: int = Field(48, ge=1, description="IVF-PQ: bytes per vector (sub-quantizers of 8 bits); must divide the dimension")
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_construction: int = Field(200, ge=8)
     hnsw_ef_search: int = Field(256, ge=8)
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="cuda: indexes are built and searched on GPU 0 (faiss with GPU support: the `gpu` extra); "
+        "HNSW has no FAISS GPU form and stays on the CPU",
+    )
+    gpu_float16: bool = Field(False, description="cuda: hold vectors as float16 on the GPU (half the memory)")
+    mmap_dir: str | None = Field(
+        None,
+        description="a local folder: a loaded KB's embeddings and dense indexes are verified into it once "
+        "and memory-mapped from there, so the replicas on one node share their pages (None: read into memory)",
+    )
 
 
 class FusionWeights(_Section):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -48,6 +48,9 @@ class CorpusJob:
     done: dict[str, ShardCommit]  # committed by an earlier run of this job
     images_uri: str | None = None
     batch_rows: int = 256
+    # where the time went, per stage, where the runner can tell (the Ray job: its operators'
+    # busy seconds, summed over their tasks and actors, and the span from first start to last end)
+    stage_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def todo(self) -> list[tuple[str, Shard]]:
@@ -73,6 +76,8 @@ class CorpusJob:
             "model": self.config.disambiguation.model,
             "out": self.out.out_uri,
         }
+        if self.stage_seconds:
+            summary["stages"] = self.stage_seconds
         if len(commits) == len(self.shards):
             self.out.finish(commits, summary)
         return summary

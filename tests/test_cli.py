@@ -65,6 +65,7 @@ def test_build_and_link_through_s3_with_ray(toy_dir, s3_settings, s3_store, s3_b
 
     info = run_cli("kb-info", "--kb", f"{s3_bucket}/kb/toy", env=env)
     assert info.returncode == 0 and json.loads(info.stdout)["verified"] is True
+    assert json.loads(info.stdout)["text_index_params"] == {"kind": "flat", "vectors": 6}
 
     # tamper with one asset: kb-info and link both refuse it, naming the file
     s3_store.write_bytes(f"{s3_bucket}/kb/toy/v1/entities.parquet", b"tampered")

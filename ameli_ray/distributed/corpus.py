@@ -25,6 +25,9 @@ from ameli_ray.storage import ObjectStore, parquet_bytes
 from ameli_ray.storage.commit import STAGING, JobOutput, ShardCommit
 
 READ_INFO = "_read.json"
+# Bytes per parsed record that the read blocks are sized for: a generated review is ~350 bytes of
+# JSON, a real one with photos and a long text a few KiB.
+RECORD_BYTES = 1024
 
 
 def read_shards(batch: pa.Table, *, s3: S3Settings, out_uri: str, attempt: str, images_uri: str | None, batch_rows: int):
@@ -86,6 +89,26 @@ def commit_shard(s3: S3Settings, out_uri: str, job: str, attempt: str, shard: di
     return out.commit(shard, part, merged.cast(LINK_RESULT_ARROW_SCHEMA), rejected)
 
 
+def corpus_block_bytes(batch_rows: int) -> int:
+    """The block size of a corpus job: about two read batches of records."""
+    return max(64 * 1024, 2 * batch_rows * RECORD_BYTES)
+
+
+def stage_seconds(ds) -> dict[str, dict[str, float]]:
+    """Per operator of an executed dataset: `busy_s`, its tasks' wall time summed (the work, with
+    the waits inside it), and `span_s`, first start to last end. Read from Ray Data's own stats
+    (an internal summary: Ray versions that lack it give none, never an error)."""
+    try:
+        operators = ds._get_stats_summary().operators_stats
+        return {
+            op.operator_name.removeprefix("MapBatches(").removesuffix(")"): {
+                "busy_s": round(float((op.wall_time or {}).get("sum", 0.0)), 2), "span_s": round(float(op.time_total_s), 2)}
+            for op in operators
+        }
+    except Exception:  # noqa: BLE001 - a figure for the summary, not worth failing a finished job over
+        return {}
+
+
 def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, ShardCommit]:
     import ray
 
@@ -95,7 +118,17 @@ def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, Shard
     config, out = job.config, job.out
     s3 = config.s3
     shard_of = dict(todo)
-    ds = ray.data.from_items([{"part": p, "uri": s.uri} for p, s in todo], override_num_blocks=len(todo))
+    # Ray Data merges what a task yields into blocks of up to `target_max_block_size` (128 MiB by
+    # default): a whole shard would become one block and the model stages would run one after the
+    # other on it instead of side by side. Blocks of a few read batches keep them all busy. The
+    # dataset seals a copy of the current context when it is created, so the change stays with it.
+    context = ray.data.DataContext.get_current()
+    default_block_size = context.target_max_block_size
+    context.target_max_block_size = corpus_block_bytes(job.batch_rows)
+    try:
+        ds = ray.data.from_items([{"part": p, "uri": s.uri} for p, s in todo], override_num_blocks=len(todo))
+    finally:
+        context.target_max_block_size = default_block_size
     ds = ds.map_batches(
         read_shards, batch_size=1, batch_format="pyarrow", num_cpus=0, concurrency=min(2, len(todo)),
         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "attempt": out.attempt, "images_uri": job.images_uri,
@@ -148,6 +181,7 @@ def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, Shard
     for part, _ in todo:  # shards with no valid record never reach the stages
         maybe_commit(part)
     collect(None)
+    job.stage_seconds = stage_seconds(ds)
     missing = [p for p, _ in todo if p not in commits]
     if missing:
         raise AmeliError(

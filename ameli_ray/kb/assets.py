@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import io
 import json
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, overload
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ameli_ray.attributes.vocabulary import AttributeVocabulary
@@ -38,7 +41,7 @@ from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
 from ameli_ray.storage import ObjectStore, parquet_bytes
-from ameli_ray.storage.versioned import VersionedManifest, read_verified, read_versioned_manifest, write_version
+from ameli_ray.storage.versioned import VersionedManifest, fetch_verified, read_verified, read_versioned_manifest, write_version
 
 KB_FORMAT_VERSION = 1
 
@@ -57,16 +60,62 @@ class KBManifest(VersionedManifest):
     n_images: int
     text_index: str
     image_index: str
+    # kind, vectors, structure (nlist, pq_bytes, m) and the query knobs set at build (nprobe, ef_search)
+    text_index_params: dict[str, int | str] = {}
+    image_index_params: dict[str, int | str] = {}
     lexical: bool
     chargram: bool = False  # KBs built before the channel existed have none: retrieval goes without it
     build: dict[str, float | int | str] = {}
+
+
+class EntityTable(Sequence[Entity]):
+    """A loaded KB's entities as the columns of their parquet table, an `Entity` made on access.
+
+    Retrieval needs an entity's id for each candidate and the whole record only for the few that
+    disambiguation reads; a million products held as Python objects would cost a replica
+    gigabytes, their columns a fraction of that (see bench/kb_scale.py)."""
+
+    def __init__(self, table: pa.Table):
+        self._table = table.combine_chunks()
+        self.ids: list[str] = self._table.column("id").to_pylist()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, row: int) -> Entity: ...
+
+    @overload
+    def __getitem__(self, row: slice) -> list[Entity]: ...
+
+    def __getitem__(self, row):
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        row = int(row)
+        if row < 0:
+            row += len(self)
+        if not 0 <= row < len(self):
+            raise IndexError(f"entity row {row} of {len(self)}")
+        return entities_from_table(self._table.slice(row, 1))[0]
+
+    def __iter__(self) -> Iterator[Entity]:
+        for batch in self._table.to_batches(max_chunksize=4096):
+            yield from entities_from_table(pa.Table.from_batches([batch]))
+
+    @property
+    def table(self) -> pa.Table:
+        return self._table
+
+
+def entity_ids(entities: Sequence[Entity]) -> list[str]:
+    return entities.ids if isinstance(entities, EntityTable) else [e.id for e in entities]
 
 
 @dataclass
 class KnowledgeBase:
     """Everything retrieval needs, in memory. Rows of the arrays follow `entities`."""
 
-    entities: list[Entity]
+    entities: Sequence[Entity]  # a list when built, an EntityTable when loaded
     text_emb: np.ndarray  # [n_entities, text_dim]
     image_emb: np.ndarray  # [n_images, image_dim], centred then L2-normalised
     image_owner: np.ndarray  # [n_images] entity row of each image
@@ -77,20 +126,27 @@ class KnowledgeBase:
     vocabulary: AttributeVocabulary
     manifest: KBManifest
     chargram: CharGramIndex | None = None
-    _image_rows: list[np.ndarray] = field(default_factory=list, repr=False)
+    # image rows sorted by owner, and where each entity's run of them starts: two arrays, not a
+    # million small ones
+    _image_order: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _image_bounds: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        order = np.argsort(self.image_owner, kind="stable")
-        bounds = np.searchsorted(self.image_owner[order], np.arange(len(self.entities) + 1))
-        self._image_rows = [order[bounds[i] : bounds[i + 1]] for i in range(len(self.entities))]
+        self._image_order = np.argsort(self.image_owner, kind="stable")
+        self._image_bounds = np.searchsorted(self.image_owner[self._image_order], np.arange(len(self.entities) + 1))
 
     def image_rows(self, entity_row: int) -> np.ndarray:
-        return self._image_rows[entity_row]
+        return self._image_order[self._image_bounds[entity_row] : self._image_bounds[entity_row + 1]]
+
+    @functools.cached_property
+    def ids(self) -> list[str]:
+        """The id of each entity row."""
+        return entity_ids(self.entities)
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:
         """Entity id -> row of the arrays."""
-        return {e.id: i for i, e in enumerate(self.entities)}
+        return {e: i for i, e in enumerate(self.ids)}
 
     def image_scores(self, photos: np.ndarray, entity_rows, image_emb: np.ndarray | None = None) -> np.ndarray:
         """Per entity row, the max cosine over (photo, entity image) pairs — the paper's image
@@ -164,6 +220,8 @@ def assemble_kb(
         n_images=len(image_emb),
         text_index=vindex.index_kind(text_index),
         image_index=vindex.index_kind(image_index),
+        text_index_params=vindex.describe(text_index),
+        image_index_params=vindex.describe(image_index),
         lexical=lex is not None,
         chargram=grams is not None,
         files={},
@@ -200,28 +258,26 @@ def _from_npy(data: bytes, what: str) -> np.ndarray:
 def write_kb(kb: KnowledgeBase, root_uri: str, store: ObjectStore, version: str | None = None) -> str:
     """Writes a new version under `root_uri`, then points LATEST at it. Returns the version URI.
     An explicit `version` that already exists there is refused."""
-    files: dict[str, bytes] = {
-        "entities.parquet": _parquet(kb.entities),
-        "text_embeddings.npy": _npy(kb.text_emb),
-        "image_embeddings.npy": _npy(kb.image_emb),
-        "image_owner.npy": _npy(kb.image_owner),
-        "image_center.npy": _npy(kb.image_center),
-        "text.faiss": vindex.serialize(kb.text_index),
-        "image.faiss": vindex.serialize(kb.image_index),
-        "attributes.json": json.dumps(kb.vocabulary.to_json(), ensure_ascii=False).encode("utf-8"),
+    # functions, not bytes: each file is serialised when written and dropped after (write_version)
+    files: dict[str, Callable[[], bytes]] = {
+        "entities.parquet": lambda: parquet_bytes(
+            kb.entities.table if isinstance(kb.entities, EntityTable) else entities_to_table(list(kb.entities))),
+        "text_embeddings.npy": lambda: _npy(kb.text_emb),
+        "image_embeddings.npy": lambda: _npy(kb.image_emb),
+        "image_owner.npy": lambda: _npy(kb.image_owner),
+        "image_center.npy": lambda: _npy(kb.image_center),
+        "text.faiss": lambda: vindex.serialize(kb.text_index),
+        "image.faiss": lambda: vindex.serialize(kb.image_index),
+        "attributes.json": lambda: json.dumps(kb.vocabulary.to_json(), ensure_ascii=False).encode("utf-8"),
     }
-    if kb.lexical is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in kb.lexical.save(Path(tmp)):
-                files[f"lexical/{path.name}"] = path.read_bytes()
     if kb.chargram is not None:
-        files.update(kb.chargram.files())
-    version_uri, kb.manifest = write_version(root_uri, store, files, kb.manifest, version=version)
+        files.update(kb.chargram.lazy_files())
+    with tempfile.TemporaryDirectory() as tmp:  # bm25s saves through files of its own format
+        if kb.lexical is not None:
+            for path in kb.lexical.save(Path(tmp)):
+                files[f"lexical/{path.name}"] = path.read_bytes
+        version_uri, kb.manifest = write_version(root_uri, store, files, kb.manifest, version=version)
     return version_uri
-
-
-def _parquet(entities: list[Entity]) -> bytes:
-    return parquet_bytes(entities_to_table(entities))
 
 
 def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
@@ -229,14 +285,34 @@ def read_manifest(uri: str, store: ObjectStore) -> tuple[str, KBManifest]:
 
 
 def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None = None) -> KnowledgeBase:
-    """Reads and verifies a KB (the version folder, or a root whose LATEST is followed)."""
+    """Reads and verifies a KB (the version folder, or a root whose LATEST is followed). With
+    `index.mmap_dir`, the embeddings and dense indexes are memory-mapped from verified local copies."""
     index_settings = index_settings or IndexSettings()
     version_uri, manifest = read_manifest(uri, store)
 
     def read(name: str) -> bytes:
         return read_verified(version_uri, manifest, name, store, "KB")
 
-    entities = entities_from_table(pq.read_table(io.BytesIO(read("entities.parquet"))))
+    mapped = None
+    if index_settings.mmap_dir:
+        # one folder per version: its name is the version URI's hash, so two KBs never share files
+        mapped = Path(index_settings.mmap_dir).expanduser() / hashlib.sha256(version_uri.encode()).hexdigest()[:16]
+
+    def array(name: str) -> np.ndarray:
+        if mapped is None:
+            return _from_npy(read(name), name)
+        return _map_npy(fetch_verified(version_uri, manifest, name, store, "KB", mapped), name)
+
+    def index(name: str) -> faiss.Index:
+        recorded = manifest.text_index_params if name == "text.faiss" else manifest.image_index_params
+        if mapped is None:
+            loaded = vindex.deserialize(read(name), index_settings, recorded)
+        else:
+            loaded = vindex.read_mapped(fetch_verified(version_uri, manifest, name, store, "KB", mapped), index_settings,
+                                        recorded)
+        return vindex.to_gpu(loaded, index_settings)  # itself unless index.device=cuda
+
+    entities = EntityTable(pq.read_table(io.BytesIO(read("entities.parquet"))))
     lexical = None
     if manifest.lexical:
         lexical = LexicalIndex.load_files(
@@ -244,12 +320,12 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
         )
     kb = KnowledgeBase(
         entities=entities,
-        text_emb=_from_npy(read("text_embeddings.npy"), "text_embeddings.npy"),
-        image_emb=_from_npy(read("image_embeddings.npy"), "image_embeddings.npy"),
+        text_emb=array("text_embeddings.npy"),
+        image_emb=array("image_embeddings.npy"),
         image_owner=_from_npy(read("image_owner.npy"), "image_owner.npy"),
         image_center=_from_npy(read("image_center.npy"), "image_center.npy"),
-        text_index=vindex.deserialize(read("text.faiss"), index_settings),
-        image_index=vindex.deserialize(read("image.faiss"), index_settings),
+        text_index=index("text.faiss"),
+        image_index=index("image.faiss"),
         lexical=lexical,
         vocabulary=_vocabulary(read("attributes.json"), version_uri),
         manifest=manifest,
@@ -258,6 +334,13 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
     if len(kb.entities) != manifest.n_entities or len(kb.text_emb) != manifest.n_entities:
         raise InputFormatError(f"KB at {version_uri}: entity count does not match its manifest")
     return kb
+
+
+def _map_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise InputFormatError(f"{what}: not a plain .npy array ({exc})") from None
 
 
 def _vocabulary(data: bytes, version_uri: str) -> AttributeVocabulary:

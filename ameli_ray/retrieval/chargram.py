@@ -129,13 +129,17 @@ class CharGramIndex:
 
     def files(self) -> dict[str, bytes]:
         """Name -> bytes of the stored form (JSON and .npy, no pickle)."""
+        return {name: make() for name, make in self.lazy_files().items()}
+
+    def lazy_files(self) -> dict:
+        """Name -> a function making that file's bytes: a KB writes one file at a time."""
         p = self.postings
         return {
-            FILES[0]: json.dumps(self.ngrams, ensure_ascii=False).encode("utf-8"),
-            FILES[1]: _npy(self.idf),
-            FILES[2]: _npy(p.data.astype(np.float32)),
-            FILES[3]: _npy(p.indices.astype(np.int32)),
-            FILES[4]: _npy(np.asarray([*p.indptr, p.shape[1]], dtype=np.int64)),  # the last entry: n_docs
+            FILES[0]: lambda: json.dumps(self.ngrams, ensure_ascii=False).encode("utf-8"),
+            FILES[1]: lambda: _npy(self.idf),
+            FILES[2]: lambda: _npy(p.data.astype(np.float32, copy=False)),
+            FILES[3]: lambda: _npy(p.indices.astype(np.int32, copy=False)),
+            FILES[4]: lambda: _npy(np.concatenate([p.indptr, [p.shape[1]]]).astype(np.int64)),  # the last entry: n_docs
         }
 
     @classmethod

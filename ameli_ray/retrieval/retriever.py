@@ -134,10 +134,10 @@ class CandidateRetriever:
     def _fuse(self, pool: np.ndarray, channels: dict[str, np.ndarray], contradicted: np.ndarray) -> list[Candidate]:
         fused = self._fused(channels)
         top = np.argsort(-fused, kind="stable")[: self.settings.top_k]
-        entities = self.kb.entities
+        ids = self.kb.ids
         return [
             Candidate(
-                entity_id=entities[int(pool[i])].id,
+                entity_id=ids[int(pool[i])],
                 score=float(fused[i]),
                 channel_scores={name: float(raw[i]) for name, raw in channels.items()},
                 contradicted=bool(contradicted[i]),

@@ -18,7 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -82,20 +85,24 @@ def check_new_version(root_uri: str, version: str, store: ObjectStore) -> str:
 
 
 def write_version(
-    root_uri: str, store: ObjectStore, files: dict[str, bytes], manifest: M, *,
+    root_uri: str, store: ObjectStore, files: Mapping[str, bytes | Callable[[], bytes]], manifest: M, *,
     version: str | None = None, latest: bool = True,
 ) -> tuple[str, M]:
     """Writes `files` as a new version under `root_uri`, then its manifest (a copy of `manifest`
     with the version and the sha256 and size of each file), then LATEST unless `latest` is false.
+    A file given as a function is serialised when its turn comes and dropped once written, so a
+    large asset (a KB of a million products) never holds every file's bytes at once.
     Returns (version URI, the manifest written)."""
     version = version or new_version()
     version_uri = check_new_version(root_uri, version, store)
-    manifest = manifest.model_copy(
-        update={"version": version, "files": {n: FileEntry.of(d) for n, d in sorted(files.items())}}
-    )
     store.ensure_bucket(version_uri)
+    entries = {}
     for name, data in files.items():
+        data = data() if callable(data) else data
+        entries[name] = FileEntry.of(data)
         store.write_bytes(join_uri(version_uri, name), data)
+        del data
+    manifest = manifest.model_copy(update={"version": version, "files": dict(sorted(entries.items()))})
     write_manifest(version_uri, manifest, store)
     if latest:
         point_latest(root_uri, version, store)
@@ -177,6 +184,48 @@ def read_verified(
     if cached is not None:
         store.write_bytes(str(cached), data)  # local writes replace the file whole: no torn copy
     return data
+
+
+def _file_sha256(path: Path, chunk_bytes: int = 8 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_verified(version_uri: str, manifest: VersionedManifest, name: str, store: ObjectStore, what: str,
+                   folder: Path, chunk_bytes: int = 8 << 20) -> Path:
+    """A local copy of one file of a version, checked against the manifest, streamed (neither
+    the copy nor the download is held in memory): what is memory-mapped from disk. A copy already
+    in `folder` is used when its sha256 still matches; a new one is written beside it and renamed
+    into place, so a process that reads it meanwhile never sees half a file."""
+    entry = manifest.files.get(name)
+    if entry is None:
+        raise InputFormatError(f"{what} manifest at {version_uri} lists no {name}")
+    local = folder / name
+    if local.is_file() and local.stat().st_size == entry.bytes and _file_sha256(local, chunk_bytes) == entry.sha256:
+        return local
+    local.parent.mkdir(parents=True, exist_ok=True)
+    uri = join_uri(version_uri, name)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=local.parent, prefix=f".{local.name}.", delete=False) as tmp:
+        try:
+            with store.open_read(uri) as stream:
+                while chunk := stream.read(chunk_bytes):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            tmp.flush()
+            if digest.hexdigest() != entry.sha256:
+                raise ChecksumMismatch(
+                    f"{uri}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
+                    f"the {what} is corrupt or was modified — {manifest.remedy}"
+                )
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    os.replace(tmp.name, local)
+    return local
 
 
 def verify_version(version_uri: str, manifest: VersionedManifest, store: ObjectStore, what: str,

@@ -108,3 +108,38 @@ def test_a_kb_from_before_the_char_ngram_channel_loads_without_it(toy_kb, tmp_pa
     path.write_text(json.dumps(manifest))
     loaded = load_kb(str(tmp_path / "kb"), store)
     assert loaded.chargram is None and not any(n.startswith("chargram/") for n in loaded.manifest.files)
+
+
+def test_a_kb_loads_memory_mapped_from_verified_local_copies(toy_kb, tmp_path, s3_store, s3_bucket):
+    """`index.mmap_dir`: the embeddings and dense indexes of a KB on S3 are copied into the
+    folder once, checked, and mapped from there; the KB answers as the one read into memory."""
+    from ameli_ray.config import IndexSettings
+
+    root = f"{s3_bucket}/kb/mapped"
+    write_kb(toy_kb, root, s3_store, version="v1")
+    settings = IndexSettings(mmap_dir=str(tmp_path / "maps"))
+    kb = load_kb(root, s3_store, settings)
+    assert isinstance(kb.text_emb, np.memmap) and isinstance(kb.image_emb, np.memmap)
+    copies = {p.name for p in (tmp_path / "maps").rglob("*") if p.is_file()}
+    assert copies == {"text_embeddings.npy", "image_embeddings.npy", "text.faiss", "image.faiss"}
+    np.testing.assert_array_equal(kb.text_emb, toy_kb.text_emb)
+    q = toy_kb.text_emb[:3]
+    assert (vindex.search(kb.text_index, q, 4)[1] == vindex.search(toy_kb.text_index, q, 4)[1]).all()
+    photos = toy_kb.image_emb[:2]
+    assert (vindex.search(kb.image_index, photos, 4)[1] == vindex.search(toy_kb.image_index, photos, 4)[1]).all()
+
+    # a second replica reuses the copies; a damaged copy is fetched again, not trusted
+    (copy,) = (tmp_path / "maps").rglob("text_embeddings.npy")
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    again = load_kb(root, s3_store, settings)
+    np.testing.assert_array_equal(again.text_emb, toy_kb.text_emb)
+
+    # and a damaged file on S3 is refused with the loader's message, leaving no partial copy behind
+    s3_store.write_bytes(join_uri(root, "v1", "text.faiss"), b"tampered")
+    for p in (tmp_path / "maps").rglob("text.faiss"):
+        p.unlink()
+    with pytest.raises(ChecksumMismatch, match="text.faiss"):
+        load_kb(root, s3_store, settings)
+    assert not [p for p in (tmp_path / "maps").rglob("*text.faiss*")]

@@ -1,0 +1,384 @@
+"""A KB of a million products: what it costs to build, to store, to hold in a retrieval replica
+and to query, at 10k, 100k and 1M entities; and which approximate index to use.
+
+    .venv/bin/python bench/kb_scale.py [--sizes 10000 100000 1000000] [--queries 300]
+        [--sweep-size 1000000] [--data DIR] [--workdir DIR] [--set section.field=value ...]
+
+Entities: Walmart->Amazon's 22,074 Amazon products and their MiniLM text embeddings (computed once
+per workdir). Beyond those, entity j copies real entity j mod 22,074 with every digit of its name
+and model number redrawn (seeded: a sibling model, "DCS-1130" -> "DCS-4702") and its embedding
+moved by Gaussian noise of norm 0.15 (cosine ~0.99 to the original), then renormalised: families
+of near-duplicates, the structure real catalogues have and attributes must break. No product
+images: the image index costs like the text one, per image.
+Queries: the Walmart records with a gold Amazon match, embedded by the same model.
+
+Per size, each step in its own process (its peak RSS is its own), the KB on the local S3 server:
+- build: the KB from entities and embeddings (dense index, BM25, char n-grams, attribute
+  vocabulary) and its upload: seconds, the process's peak RSS, the KB's bytes on S3. The
+  embeddings are given, so this is everything but the encoder (see BENCHMARKS.md for encoder
+  throughput).
+- replica: `load_kb` from S3 as a retrieval replica does: RSS after load; latency per query on one
+  core (FAISS and torch on one thread; median and p95) of the dense channel (top-100), BM25 (the
+  scores of every entity and their top pool), the char n-grams and the whole fused retriever; and
+  dense recall@100 against exact search over the same vectors (the baseline, timed in the same
+  process).
+- sweep (`--sweep-size`, in-process, FAISS alone): exact search against IVF-Flat (several
+  nprobe), HNSW (several efSearch) and IVF-PQ on the same vectors: build seconds, bytes, latency
+  on one thread, recall@100. It is what `index.kind=auto` is chosen from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+NOISE_NORM = 0.15
+DENSE_K = 100
+
+
+# ---------------------------------------------------------------------------- data
+
+def base_data(data: Path, workdir: Path, overrides: list[str]) -> Path:
+    """WORKDIR/base: the real entities and queries with their text embeddings (made once)."""
+    from _data import em_dataset
+    from rich.console import Console
+
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.encoders import TextEncoder
+    from ameli_ray.formats import read_entities, read_mentions
+    from ameli_ray.storage import ObjectStore
+
+    base = workdir / "base"
+    if (base / "done.json").exists():
+        return base
+    base.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore()
+    src = em_dataset("walmart_amazon", data, workdir, store, Console())
+    if src is None:
+        raise SystemExit(f"no Walmart-Amazon data under {data} (pass --data)")
+    entities = read_entities(str(src / "entities.json"), store)
+    mentions = read_mentions(str(src / "mentions.json"), store)
+    config = AmeliConfig.load(None, overrides)
+    encoder = TextEncoder(config.text_encoder, store)
+    start = time.perf_counter()
+    np.save(base / "entity_text.npy", encoder.encode([e.text() for e in entities]))
+    np.save(base / "query_text.npy", encoder.encode([m.text for m in mentions]))
+    seconds = time.perf_counter() - start
+    (base / "entities.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in entities))
+    (base / "queries.jsonl").write_text("".join(json.dumps({"text": m.text, "surface": m.surface}) + "\n" for m in mentions))
+    (base / "done.json").write_text(json.dumps({"model": encoder.model_id, "entities": len(entities),
+                                                "queries": len(mentions), "encode_s": round(seconds, 1)}))
+    return base
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _perturb(text: str, rng: np.random.Generator) -> str:
+    return _DIGITS.sub(lambda m: "".join(str(d) for d in rng.integers(0, 10, len(m.group()))), text)
+
+
+def synthesise(base: Path, n: int):
+    """n entities and their text embeddings: the real ones first, then perturbed copies."""
+    from ameli_ray.schema import Entity
+
+    real = [Entity.model_validate_json(line) for line in (base / "entities.jsonl").read_text().splitlines()]
+    emb = np.load(base / "entity_text.npy")
+    n0 = len(real)
+    entities, vectors = list(real[: min(n, n0)]), [emb[: min(n, n0)]]
+    rng = np.random.default_rng(0)
+    for start in range(n0, n, n0):
+        count = min(n0, n - start)
+        for j in range(count):
+            e = real[j]
+            entities.append(e.model_copy(update={
+                "id": f"{e.id}~{start // n0}",
+                "name": _perturb(e.name, rng),
+                "attributes": {k: (_perturb(v, rng) if k == "modelno" else v) for k, v in e.attributes.items()},
+            }))
+        noise = rng.standard_normal((count, emb.shape[1])).astype(np.float32)
+        noise *= NOISE_NORM / np.linalg.norm(noise, axis=1, keepdims=True)
+        moved = emb[:count] + noise
+        vectors.append(moved / np.linalg.norm(moved, axis=1, keepdims=True))
+    return entities, np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+
+
+def queries(base: Path, count: int):
+    from ameli_ray.retrieval.retriever import MentionQuery
+
+    emb = np.load(base / "query_text.npy")
+    rows = [json.loads(line) for line in (base / "queries.jsonl").read_text().splitlines()][:count]
+    return [MentionQuery(text=r["text"], text_emb=emb[i], image_emb=np.zeros((0, 1), np.float32), surface=r["surface"] or "")
+            for i, r in enumerate(rows)]
+
+
+# ---------------------------------------------------------------------------- measuring
+
+def rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_thread() -> None:
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+
+
+def latency(fn, items) -> dict:
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": round(float(np.median(times)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
+
+
+def exact_top(vectors: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    scores = q @ vectors.T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return top
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+# ---------------------------------------------------------------------------- children
+
+def child_build(args) -> dict:
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.kb.assets import assemble_kb, write_kb
+    from ameli_ray.storage import ObjectStore
+
+    config = AmeliConfig.load(None, args.set)
+    store = ObjectStore(config.s3)
+    start = time.perf_counter()
+    entities, vectors = synthesise(Path(args.base), args.size)
+    synth_s = time.perf_counter() - start
+    start = time.perf_counter()
+    kb = assemble_kb(entities, vectors, np.zeros((0, 0), np.float32), np.zeros(0, np.int32), name=f"scale-{args.size}",
+                     text_model="all-MiniLM-L6-v2", image_model="none", image_fingerprint="", index_settings=config.index,
+                     lexical=config.retrieval.lexical, chargram=config.retrieval.chargram)
+    index_s = time.perf_counter() - start
+    start = time.perf_counter()
+    store.ensure_bucket(args.kb)
+    uri = write_kb(kb, args.kb, store)
+    write_s = time.perf_counter() - start
+    return {"uri": uri, "synthesise_s": round(synth_s, 1), "build_s": round(index_s, 1), "write_s": round(write_s, 1),
+            "peak_rss_mb": round(rss_mb("VmHWM")), "kb_mb": round(sum(f.bytes for f in kb.manifest.files.values()) / 2**20, 1),
+            "files_mb": {n: round(f.bytes / 2**20, 1) for n, f in kb.manifest.files.items() if f.bytes > 2**20},
+            "text_index": kb.manifest.text_index}
+
+
+def child_replica(args) -> dict:
+    import faiss
+
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.kb.assets import load_kb
+    from ameli_ray.retrieval import index as vindex
+    from ameli_ray.retrieval.chargram import query_text
+    from ameli_ray.retrieval.retriever import CandidateRetriever
+    from ameli_ray.storage import ObjectStore
+
+    config = AmeliConfig.load(None, args.set)
+    store = ObjectStore(config.s3)
+    one_thread()
+    before = rss_mb()
+    start = time.perf_counter()
+    kb = load_kb(args.kb, store, config.index)
+    load_s = time.perf_counter() - start
+    after = rss_mb()
+    qs = queries(Path(args.base), args.queries)
+    q = np.stack([x.text_emb for x in qs]).astype(np.float32)
+    out = {"load_s": round(load_s, 1), "rss_before_mb": round(before), "rss_after_load_mb": round(after),
+           "anon_after_load_mb": round(rss_mb("RssAnon")), "file_after_load_mb": round(rss_mb("RssFile")),
+           "text_index": kb.manifest.text_index, "text_index_params": kb.manifest.text_index_params,
+           "mmap": bool(config.index.mmap_dir)}
+    exact = faiss.IndexFlatIP(q.shape[1])
+    exact.add(kb.text_emb)
+    out["dense_exact"] = latency(lambda x: exact.search(x[None, :], DENSE_K), q)
+    out["dense"] = latency(lambda x: vindex.search(kb.text_index, x[None, :], DENSE_K), q)
+    _, found = vindex.search(kb.text_index, q, DENSE_K)
+    _, truth = exact.search(q, DENSE_K)
+    out["dense_recall_at_100"] = round(recall_at(found, truth), 4)
+    exact.reset()  # frees its copy of the vectors before the fused retriever runs
+    pool = config.retrieval.pool_per_channel
+
+    def top_pool(scores: np.ndarray) -> np.ndarray:
+        return np.argpartition(-scores, min(pool, len(scores)) - 1)[:pool]
+
+    if kb.lexical is not None:
+        out["bm25"] = latency(lambda x: top_pool(kb.lexical.scores(x.text)), qs)
+    if kb.chargram is not None:
+        out["chargram"] = latency(lambda x: top_pool(kb.chargram.scores(query_text(x.surface, x.text))), qs)
+    retriever = CandidateRetriever(kb, config.retrieval)
+    out["fused"] = latency(lambda x: retriever.retrieve([x]), qs)
+    out["rss_after_queries_mb"] = round(rss_mb())
+    out["anon_after_queries_mb"] = round(rss_mb("RssAnon"))
+    out["file_after_queries_mb"] = round(rss_mb("RssFile"))
+    return out
+
+
+# ---------------------------------------------------------------------------- the index sweep
+
+def sweep(base: Path, n: int, n_queries: int, kinds: list[str]) -> list[dict]:
+    import faiss
+
+    from ameli_ray.config import IndexSettings
+    from ameli_ray.retrieval import index as vindex
+
+    _, vectors = synthesise(base, n)
+    q = np.stack([x.text_emb for x in queries(base, n_queries)]).astype(np.float32)
+    rows = []
+    truth = None
+
+    def measure(label: str, make, knobs: list[tuple[str, dict]]):
+        nonlocal truth
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # builds use every core, as a KB build would
+        start = time.perf_counter()
+        index = make()
+        build_s = time.perf_counter() - start
+        size = len(vindex.serialize(index))
+        faiss.omp_set_num_threads(1)
+        for knob, values in knobs:
+            settings = IndexSettings(**values)
+            vindex.tune_index(index, settings)
+            lat = latency(lambda x: index.search(x[None, :], DENSE_K), q)
+            _, found = index.search(q, DENSE_K)
+            if truth is None:
+                truth = found
+            rows.append({"index": label, "query knob": knob, "build_s": round(build_s, 1), "mb": round(size / 2**20),
+                         **lat, "recall_at_100": round(recall_at(found, truth), 4)})
+            print(json.dumps(rows[-1]), flush=True)
+
+    nlist = vindex.ivf_nlist(n)
+    # exact search first: it is the truth the others are scored against
+    measure("flat (exact)", lambda: vindex.build_index(vectors, IndexSettings(kind="flat")), [("-", {})])
+    if "ivf" in kinds:
+        measure(f"IVF-Flat, {nlist} lists", lambda: vindex.build_index(vectors, IndexSettings(kind="ivf")),
+                [(f"nprobe {p}", {"ivf_nprobe": p}) for p in (16, 32, 64, 128, 256)])
+    if "ivfpq" in kinds:
+        measure(f"IVF-PQ, {nlist} lists, 48 bytes", lambda: vindex.build_index(vectors, IndexSettings(kind="ivfpq")),
+                [(f"nprobe {p}", {"ivf_nprobe": p}) for p in (32, 64, 128, 256)])
+    if "hnsw" in kinds:
+        measure("HNSW, M 32, efConstruction 40",
+                lambda: vindex.build_index(vectors, IndexSettings(kind="hnsw", hnsw_ef_construction=40)),
+                [(f"efSearch {e}", {"hnsw_ef_search": e}) for e in (64, 128, 256)])
+    return rows
+
+
+# ---------------------------------------------------------------------------- main
+
+def run_child(step: str, size: int, base: Path, kb: str, n_queries: int, overrides: list[str], env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--child", step, "--size", str(size), "--base", str(base), "--kb", kb,
+           "--queries", str(n_queries), *(a for o in overrides for a in ("--set", o))]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{step} at {size} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    from _data import DEFAULT_EM
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--sweep-size", type=int, default=0, help="also compare the index kinds at this size (0: no)")
+    parser.add_argument("--mmap", action="store_true", help="also load each KB memory-mapped (index.mmap_dir)")
+    parser.add_argument("--sweep-kinds", nargs="+", default=["ivf", "ivfpq", "hnsw"], choices=["ivf", "ivfpq", "hnsw"])
+    parser.add_argument("--data", type=Path, default=DEFAULT_EM)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="section.field=value")
+    parser.add_argument("--child", choices=["build", "replica"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
+    parser.add_argument("--kb", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = child_build(args) if args.child == "build" else child_replica(args)
+        print(json.dumps(result), flush=True)
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ameli_ray.storage import LocalS3Server
+
+    console = Console(width=180)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ameli-kb-scale-"))
+    base = base_data(args.data, workdir, args.set)
+    console.print(f"base: {json.loads((base / 'done.json').read_text())}  (workdir {workdir})")
+    results = {}
+    if args.sizes:
+        with LocalS3Server() as server:
+            s3 = server.settings()
+            env = {**os.environ, "AMELI_S3__ENDPOINT_URL": s3.endpoint_url,
+                   "AMELI_S3__ACCESS_KEY_ID": s3.access_key_id.get_secret_value(),
+                   "AMELI_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value()}
+            for n in args.sizes:
+                kb = f"s3://kb-scale/kb-{n}"
+                build = run_child("build", n, base, kb, args.queries, args.set, env)
+                console.print(f"{n:>9,} build   {build}")
+                replica = run_child("replica", n, base, build["uri"], args.queries, args.set, env)
+                console.print(f"{n:>9,} replica {replica}")
+                results[n] = {"build": build, "replica": replica}
+                if args.mmap:  # a second replica, its vectors and indexes mapped from a local copy
+                    mapped = run_child("replica", n, base, build["uri"], args.queries,
+                                       [*args.set, f"index.mmap_dir={workdir / 'maps'}"], env)
+                    console.print(f"{n:>9,} replica, mmap {mapped}")
+                    results[n]["replica_mmap"] = mapped
+        table = Table(title=f"KB cost curve (Walmart->Amazon entities + perturbed copies; {args.queries} queries; one core per query)")
+        for col in ("entities", "index", "build s", "build peak RSS MB", "KB MB on S3", "replica RSS MB (anon + file)",
+                    "dense ms (exact)", "dense ms", "dense p95", "recall@100", "BM25 ms", "char n-gram ms", "fused ms", "fused p95"):
+            table.add_column(col, justify="right")
+        for n, r in results.items():
+            b = r["build"]
+            for key in ("replica", "replica_mmap"):
+                if key not in r:
+                    continue
+                p = r[key]
+                table.add_row(f"{n:,}", p["text_index"] + (", mmap" if p["mmap"] else ""),
+                              f"{b['build_s'] + b['write_s']:.1f}", f"{b['peak_rss_mb']:,}", f"{b['kb_mb']:,}",
+                              f"{p['rss_after_load_mb']:,} ({p['anon_after_load_mb']:,} + {p['file_after_load_mb']:,})",
+                              f"{p['dense_exact']['median_ms']:.2f}", f"{p['dense']['median_ms']:.2f}",
+                              f"{p['dense']['p95_ms']:.2f}", f"{p['dense_recall_at_100']:.3f}",
+                              f"{p.get('bm25', {}).get('median_ms', float('nan')):.2f}",
+                              f"{p.get('chargram', {}).get('median_ms', float('nan')):.2f}",
+                              f"{p['fused']['median_ms']:.2f}", f"{p['fused']['p95_ms']:.2f}")
+        console.print(table)
+    if args.sweep_size:
+        rows = sweep(base, args.sweep_size, args.queries, args.sweep_kinds)
+        table = Table(title=f"Dense index kinds at {args.sweep_size:,} vectors ({args.queries} queries, top-{DENSE_K}, one thread per query)")
+        for col in ("index", "query knob", "build s", "MB", "median ms", "p95 ms", "recall@100"):
+            table.add_column(col, justify="left" if col in ("index", "query knob") else "right")
+        for r in rows:
+            table.add_row(r["index"], r["query knob"], f"{r['build_s']:.1f}", f"{r['mb']:,}", f"{r['median_ms']:.3f}",
+                          f"{r['p95_ms']:.3f}", f"{r['recall_at_100']:.4f}")
+        console.print(table)
+        results["sweep"] = rows
+    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
