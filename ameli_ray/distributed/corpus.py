@@ -99,11 +99,12 @@ def stage_seconds(ds) -> dict[str, dict[str, float]]:
     the waits inside it), and `span_s`, first start to last end. Read from Ray Data's own stats
     (an internal summary: Ray versions that lack it give none, never an error)."""
     try:
-        operators = ds._get_stats_summary().operators_stats
+        summary = ds.get_stats_summary() if hasattr(ds, "get_stats_summary") else ds._get_stats_summary()
         return {
             op.operator_name.removeprefix("MapBatches(").removesuffix(")"): {
-                "busy_s": round(float((op.wall_time or {}).get("sum", 0.0)), 2), "span_s": round(float(op.time_total_s), 2)}
-            for op in operators
+                "busy_s": round(float(op.wall_time.sum if op.wall_time is not None else 0.0), 2),
+                "span_s": round(float(op.time_total_s), 2)}
+            for op in summary.operators_stats
         }
     except Exception:  # noqa: BLE001 - a figure for the summary, not worth failing a finished job over
         return {}
