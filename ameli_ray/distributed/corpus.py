@@ -101,7 +101,8 @@ def stage_seconds(ds) -> dict[str, dict[str, float]]:
     try:
         summary = ds.get_stats_summary() if hasattr(ds, "get_stats_summary") else ds._get_stats_summary()
         return {
-            op.operator_name.removeprefix("MapBatches(").removesuffix(")"): {
+            # "MapBatches(a)->MapBatches(b)" when Ray Data fused two stages into one operator
+            "->".join(o.removeprefix("MapBatches(").removesuffix(")") for o in op.operator_name.split("->")): {
                 "busy_s": round(float(op.wall_time.sum if op.wall_time is not None else 0.0), 2),
                 "span_s": round(float(op.time_total_s), 2)}
             for op in summary.operators_stats
