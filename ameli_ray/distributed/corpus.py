@@ -100,12 +100,18 @@ def stage_seconds(ds) -> dict[str, dict[str, float]]:
     (an internal summary: Ray versions that lack it give none, never an error)."""
     try:
         summary = ds.get_stats_summary() if hasattr(ds, "get_stats_summary") else ds._get_stats_summary()
+
+        def operators(node):  # a tree: each map_batches' summary holds the one before it as a parent
+            for parent in getattr(node, "parents", None) or ():
+                yield from operators(parent)
+            yield from node.operators_stats
+
         return {
             # "MapBatches(a)->MapBatches(b)" when Ray Data fused two stages into one operator
             "->".join(o.removeprefix("MapBatches(").removesuffix(")") for o in op.operator_name.split("->")): {
                 "busy_s": round(float(op.wall_time.sum if op.wall_time is not None else 0.0), 2),
                 "span_s": round(float(op.time_total_s), 2)}
-            for op in summary.operators_stats
+            for op in operators(summary)
         }
     except Exception:  # noqa: BLE001 - a figure for the summary, not worth failing a finished job over
         return {}
