@@ -152,12 +152,6 @@ def latency(fn, items) -> dict:
     return {"median_ms": round(float(np.median(times)), 3), "p95_ms": round(float(np.percentile(times, 95)), 3)}
 
 
-def exact_top(vectors: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    scores = q @ vectors.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return top
-
-
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth)]))
 

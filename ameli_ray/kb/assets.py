@@ -107,10 +107,6 @@ class EntityTable(Sequence[Entity]):
         return self._table
 
 
-def entity_ids(entities: Sequence[Entity]) -> list[str]:
-    return entities.ids if isinstance(entities, EntityTable) else [e.id for e in entities]
-
-
 @dataclass
 class KnowledgeBase:
     """Everything retrieval needs, in memory. Rows of the arrays follow `entities`."""
@@ -141,7 +137,7 @@ class KnowledgeBase:
     @functools.cached_property
     def ids(self) -> list[str]:
         """The id of each entity row."""
-        return entity_ids(self.entities)
+        return self.entities.ids if isinstance(self.entities, EntityTable) else [e.id for e in self.entities]
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:
@@ -303,8 +299,7 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
             return _from_npy(read(name), name)
         return _map_npy(fetch_verified(version_uri, manifest, name, store, "KB", mapped), name)
 
-    def index(name: str) -> faiss.Index:
-        recorded = manifest.text_index_params if name == "text.faiss" else manifest.image_index_params
+    def index(name: str, recorded: dict) -> faiss.Index:  # `recorded`: the knobs the build set
         if mapped is None:
             loaded = vindex.deserialize(read(name), index_settings, recorded)
         else:
@@ -324,8 +319,8 @@ def load_kb(uri: str, store: ObjectStore, index_settings: IndexSettings | None =
         image_emb=array("image_embeddings.npy"),
         image_owner=_from_npy(read("image_owner.npy"), "image_owner.npy"),
         image_center=_from_npy(read("image_center.npy"), "image_center.npy"),
-        text_index=index("text.faiss"),
-        image_index=index("image.faiss"),
+        text_index=index("text.faiss", manifest.text_index_params),
+        image_index=index("image.faiss", manifest.image_index_params),
         lexical=lexical,
         vocabulary=_vocabulary(read("attributes.json"), version_uri),
         manifest=manifest,

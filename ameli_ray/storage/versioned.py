@@ -23,7 +23,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import BinaryIO, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -175,23 +175,28 @@ def read_verified(
             return data
     uri = join_uri(version_uri, name)
     data = store.read_bytes(uri)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != entry.sha256:
-        raise ChecksumMismatch(
-            f"{uri}: sha256 {digest[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
-            f"the {what} is corrupt or was modified — {manifest.remedy}"
-        )
+    _check(uri, hashlib.sha256(data).hexdigest(), entry, manifest, what)
     if cached is not None:
         store.write_bytes(str(cached), data)  # local writes replace the file whole: no torn copy
     return data
 
 
-def _file_sha256(path: Path, chunk_bytes: int = 8 << 20) -> str:
+def _stream_sha256(stream: BinaryIO, chunk_bytes: int, copy_to: BinaryIO | None = None) -> str:
+    """The sha256 of a stream read in chunks (never held whole), each chunk also written to `copy_to`."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
+    while chunk := stream.read(chunk_bytes):
+        digest.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
     return digest.hexdigest()
+
+
+def _check(uri: str, digest: str, entry: FileEntry, manifest: VersionedManifest, what: str) -> None:
+    if digest != entry.sha256:
+        raise ChecksumMismatch(
+            f"{uri}: sha256 {digest[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
+            f"the {what} is corrupt or was modified — {manifest.remedy}"
+        )
 
 
 def fetch_verified(version_uri: str, manifest: VersionedManifest, name: str, store: ObjectStore, what: str,
@@ -204,23 +209,18 @@ def fetch_verified(version_uri: str, manifest: VersionedManifest, name: str, sto
     if entry is None:
         raise InputFormatError(f"{what} manifest at {version_uri} lists no {name}")
     local = folder / name
-    if local.is_file() and local.stat().st_size == entry.bytes and _file_sha256(local, chunk_bytes) == entry.sha256:
-        return local
+    if local.is_file() and local.stat().st_size == entry.bytes:
+        with local.open("rb") as f:
+            if _stream_sha256(f, chunk_bytes) == entry.sha256:
+                return local
     local.parent.mkdir(parents=True, exist_ok=True)
     uri = join_uri(version_uri, name)
-    digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=local.parent, prefix=f".{local.name}.", delete=False) as tmp:
         try:
             with store.open_read(uri) as stream:
-                while chunk := stream.read(chunk_bytes):
-                    digest.update(chunk)
-                    tmp.write(chunk)
+                digest = _stream_sha256(stream, chunk_bytes, copy_to=tmp)
             tmp.flush()
-            if digest.hexdigest() != entry.sha256:
-                raise ChecksumMismatch(
-                    f"{uri}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
-                    f"the {what} is corrupt or was modified — {manifest.remedy}"
-                )
+            _check(uri, digest, entry, manifest, what)
         except BaseException:
             Path(tmp.name).unlink(missing_ok=True)
             raise
@@ -236,12 +236,5 @@ def verify_version(version_uri: str, manifest: VersionedManifest, store: ObjectS
     instead of from inside each worker."""
     for name, entry in sorted(manifest.files.items()):
         uri = join_uri(version_uri, name)
-        digest = hashlib.sha256()
         with store.open_read(uri) as stream:
-            while chunk := stream.read(chunk_bytes):
-                digest.update(chunk)
-        if digest.hexdigest() != entry.sha256:
-            raise ChecksumMismatch(
-                f"{uri}: sha256 {digest.hexdigest()[:12]}… does not match the manifest's {entry.sha256[:12]}…; "
-                f"the {what} is corrupt or was modified — {manifest.remedy}"
-            )
+            _check(uri, _stream_sha256(stream, chunk_bytes), entry, manifest, what)
