@@ -104,6 +104,11 @@ class IndexSettings(_Section):
         "HNSW has no FAISS GPU form and stays on the CPU",
     )
     gpu_float16: bool = Field(False, description="cuda: hold vectors as float16 on the GPU (half the memory)")
+    build_dir: str | None = Field(
+        None,
+        description="a local folder with room for a streamed KB build's embeddings twice over (1M products, "
+        "384-d text, no images: ~3 GB); None: the system's temporary folder",
+    )
     mmap_dir: str | None = Field(
         None,
         description="a local folder: a loaded KB's embeddings and dense indexes are verified into it once "

@@ -23,7 +23,9 @@ from ameli_ray.storage import ObjectStore, join_uri
 if TYPE_CHECKING:
     from ameli_ray.corpus import CorpusJob, OnCommit
     from ameli_ray.disambiguation.model import MentionEvidence
+    from ameli_ray.formats.shards import Shard
     from ameli_ray.kb.assets import KnowledgeBase
+    from ameli_ray.kb.streamed import StreamedKBBuilder
     from ameli_ray.storage.commit import ShardCommit
 
 Engine = Literal["ray", "local"]
@@ -38,6 +40,12 @@ class Runner(Protocol):
 
     def build_kb(self, config: AmeliConfig, entities: list[Entity], name: str) -> tuple["KnowledgeBase", list[list[str]]]:
         """The KB of `entities`, indexed in memory (not yet written), and each entity's image errors."""
+
+    def stream_kb(self, config: AmeliConfig, shards: list["Shard"], images_uri: str | None, builder: "StreamedKBBuilder",
+                  staging_uri: str, batch_rows: int) -> str:
+        """Reads, embeds and adds the entities of `shards` to `builder` batch by batch (the
+        records a reader sets aside too); `staging_uri`: scratch space on the store, emptied by
+        the caller. Returns the runner's name for the KB's build record."""
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         """Links `mentions` against the KB version `kb_uri`; parquet parts under `out_uri`."""
@@ -78,6 +86,15 @@ class LocalRunner:
         from ameli_ray.kb.build import build_kb_in_process
 
         return build_kb_in_process(entities, config, ObjectStore(config.s3), name)
+
+    def stream_kb(self, config, shards, images_uri, builder, staging_uri, batch_rows) -> str:
+        from ameli_ray.encoders import ImageEncoder, TextEncoder
+        from ameli_ray.kb.build import stream_kb_in_process
+
+        store = ObjectStore(config.s3)
+        stream_kb_in_process(config, shards, images_uri, builder, store, TextEncoder(config.text_encoder, store),
+                             ImageEncoder(config.image_encoder, store), batch_rows)
+        return "in-process"
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         import pyarrow as pa

@@ -39,18 +39,23 @@ def build_kb(
     config: AmeliConfig, entities_uri: str, kb_uri: str, *, images_uri: str | None = None,
     name: str | None = None, engine: Engine | Runner = "ray", version: str | None = None, say: Say = _quiet,
     entities: list[Entity] | None = None,
-) -> tuple[str, KnowledgeBase, dict]:
-    """Reads entities (unless given, as read from `entities_uri`), embeds them, indexes them and
-    writes a new KB version under `kb_uri`."""
+) -> tuple[str, KnowledgeBase | None, dict]:
+    """Embeds entities, indexes them and writes a new KB version under `kb_uri`.
+
+    Read from `entities_uri` (a file, a prefix or a glob of JSONL / Parquet / AMELI JSON shards),
+    they are streamed (`kb.streamed`): read, embedded and spilled batch by batch, invalid records
+    set aside in the version's rejected.jsonl, and no process ever holds the whole catalogue; the
+    KB returned is then None. Given as `entities` (evaluation, benchmarks), they are built in
+    memory and the KB is returned."""
     store = ObjectStore(config.s3)
     if version is not None:  # refused before the embedding, not after (write_kb checks again)
         check_new_version(kb_uri, version, store)
+    name = name or Path(kb_uri.rstrip("/")).name or "kb"
     if entities is None:
-        entities = read_entities(entities_uri, store, images_uri)
+        return _build_kb_streamed(config, entities_uri, kb_uri, images_uri, name, engine, version, say)
     if not entities:
         raise InputFormatError(f"{entities_uri} holds no entities: nothing to build a KB from")
     say(f"read {len(entities)} entities from {entities_uri}")
-    name = name or Path(kb_uri.rstrip("/")).name or "kb"
     start = time.perf_counter()
     kb, errors = make_runner(engine).build_kb(config, entities, name)
     seconds = time.perf_counter() - start
@@ -70,6 +75,64 @@ def build_kb(
     if len(problems) > 10:
         say(f"  … and {len(problems) - 10} more image errors")
     return version_uri, kb, stats
+
+
+def _build_kb_streamed(config: AmeliConfig, entities_uri: str, kb_uri: str, images_uri: str | None, name: str,
+                       engine: Engine | Runner, version: str | None, say: Say) -> tuple[str, None, dict]:
+    import tempfile
+
+    from ameli_ray.encoders import ImageEncoder, TextEncoder
+    from ameli_ray.formats.shards import list_shards
+    from ameli_ray.kb.streamed import StreamedKBBuilder
+    from ameli_ray.storage.versioned import new_version
+
+    store = ObjectStore(config.s3)
+    shards = list_shards(entities_uri, store)
+    say(f"building KB {name} from {len(shards)} entity file(s) at {entities_uri}")
+    # built here only for their identity (model id, weights fingerprint, dims): cheap
+    text_encoder = TextEncoder(config.text_encoder, store, device="cpu")
+    image_encoder = ImageEncoder(config.image_encoder, store, device="cpu")
+    version = version or new_version()
+    check_new_version(kb_uri, version, store)
+    staging = join_uri(kb_uri, "_staging", version)  # readers' set-aside records, for the driver
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="ameli-kb-", dir=config.index.build_dir) as spill:
+            builder = StreamedKBBuilder(Path(spill), text_encoder.dim, image_encoder.dim)
+            runner = make_runner(engine).stream_kb(config, shards, images_uri, builder, staging,
+                                                  config.text_stage.batch_size)
+            embed_s = time.perf_counter() - start
+            say(f"embedded {builder.n_entities} entities ({builder.n_images} images, {len(builder.rejected)} set aside) "
+                f"in {embed_s:.0f} s; indexing")
+            version_uri, manifest = builder.finish(
+                kb_uri, store, name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
+                image_fingerprint=image_encoder.fingerprint, text_fingerprint=text_encoder.fingerprint,
+                index_settings=config.index, lexical=config.retrieval.lexical, chargram=config.retrieval.chargram,
+                version=version, build_info={"runner": runner, "shards": len(shards), "embed_seconds": round(embed_s, 3),
+                                             "entities_per_s": round(builder.n_entities / max(embed_s, 1e-9), 2)},
+            )
+    finally:
+        store.delete_prefix(staging)
+    seconds = time.perf_counter() - start
+    stats = {
+        "n_entities": manifest.n_entities,
+        "n_images": manifest.n_images,
+        "n_rejected": len(builder.rejected),
+        "seconds": round(seconds, 2),
+        "entities_per_s": round(manifest.n_entities / seconds, 1),
+        "image_errors": builder.image_errors,
+    }
+    say(f"KB {version_uri}: {stats['n_entities']} entities, {stats['n_images']} images, "
+        f"{stats['entities_per_s']} entities/s")
+    for r in builder.rejected[:10]:
+        say(f"  [yellow]set aside[/] {r['error']}")
+    if builder.rejected:
+        say(f"  {len(builder.rejected)} record(s) set aside: {join_uri(version_uri, 'rejected.jsonl')}")
+    for p in builder.error_samples:
+        say(f"  [yellow]skipped[/] {p}")
+    if builder.image_errors > len(builder.error_samples):
+        say(f"  … and {builder.image_errors - len(builder.error_samples)} more image errors")
+    return version_uri, None, stats
 
 
 @dataclass
@@ -498,9 +561,10 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
         engine = make_runner(engine)
         with engine.session(config):
             clock.done("start")
-            version_uri, kb, build_stats = build_kb(
+            version_uri, _, build_stats = build_kb(
                 config, f"{bucket}/catalog/entities.json", f"{bucket}/kb/demo", engine=engine, say=say
             )
+            entities = read_entities(f"{bucket}/catalog/entities.json", store)  # for the report: 600 products
             clock.done("KB build")
             training = train_model(config, version_uri, split["train"], split["dev"], f"{bucket}/models/demo",
                                    engine=engine, say=say)
@@ -509,14 +573,14 @@ def demo(config: AmeliConfig, workdir: str, *, n_products: int = 600, seed: int 
             out_uri = f"{bucket}/links/test"
             rows: list[dict] = []
             metrics = link_and_score(config, version_uri, split["test"], out_uri, build_stats,
-                                     engine=engine, say=say, ablations=ablations, entities=kb.entities, rows_out=rows,
+                                     engine=engine, say=say, ablations=ablations, entities=entities, rows_out=rows,
                                      corpus=[m for part in split.values() for m in part])
             clock.done("linking, scoring" + (" and ablations" if ablations else ""))
         pq.write_table(read_link_results(out_uri, store), workdir_path / "links_test.parquet")
     metrics["training"] = training["training"]
     metrics["fusion"] = _fusion_record(training["fusion"])
     metrics["catalogue"] = {"n_entities": summary.n_entities, "n_mentions": summary.n_mentions}
-    _finish(metrics, rows, workdir_path, kb.entities, True, "demo: test split of the generated catalogue", say)
+    _finish(metrics, rows, workdir_path, entities, True, "demo: test split of the generated catalogue", say)
     clock.done("report")
     metrics["wall_seconds_per_step"] = clock.steps  # measured by the command itself (BENCHMARKS quotes these)
     metrics["wall_seconds"] = round(sum(clock.steps.values()), 1)

@@ -92,17 +92,19 @@ def _perturb(text: str, rng: np.random.Generator) -> str:
     return _DIGITS.sub(lambda m: "".join(str(d) for d in rng.integers(0, 10, len(m.group()))), text)
 
 
-def synthesise(base: Path, n: int):
-    """n entities and their text embeddings: the real ones first, then perturbed copies."""
+def synthesise_batches(base: Path, n: int):
+    """n entities and their text embeddings in batches of 22,074 (one copy of the real ones):
+    the real ones first, then perturbed copies."""
     from ameli_ray.schema import Entity
 
     real = [Entity.model_validate_json(line) for line in (base / "entities.jsonl").read_text().splitlines()]
     emb = np.load(base / "entity_text.npy")
     n0 = len(real)
-    entities, vectors = list(real[: min(n, n0)]), [emb[: min(n, n0)]]
+    yield list(real[: min(n, n0)]), np.ascontiguousarray(emb[: min(n, n0)], dtype=np.float32)
     rng = np.random.default_rng(0)
     for start in range(n0, n, n0):
         count = min(n0, n - start)
+        entities = []
         for j in range(count):
             e = real[j]
             entities.append(e.model_copy(update={
@@ -113,7 +115,15 @@ def synthesise(base: Path, n: int):
         noise = rng.standard_normal((count, emb.shape[1])).astype(np.float32)
         noise *= NOISE_NORM / np.linalg.norm(noise, axis=1, keepdims=True)
         moved = emb[:count] + noise
-        vectors.append(moved / np.linalg.norm(moved, axis=1, keepdims=True))
+        yield entities, np.ascontiguousarray(moved / np.linalg.norm(moved, axis=1, keepdims=True), dtype=np.float32)
+
+
+def synthesise(base: Path, n: int):
+    """All of `synthesise_batches` at once: entities, [n, dim] embeddings."""
+    entities, vectors = [], []
+    for batch, emb in synthesise_batches(base, n):
+        entities.extend(batch)
+        vectors.append(emb)
     return entities, np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
 
 
@@ -158,7 +168,35 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- children
 
+def child_build_streamed(args) -> dict:
+    """The streamed build (kb.streamed, what `build-kb` does): batches in, never all entities held."""
+    from ameli_ray.config import AmeliConfig
+    from ameli_ray.kb.streamed import StreamedKBBuilder
+    from ameli_ray.storage import ObjectStore
+
+    config = AmeliConfig.load(None, args.set)
+    store = ObjectStore(config.s3)
+    store.ensure_bucket(args.kb)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kb-scale-spill-", dir=config.index.build_dir) as spill:
+        builder = None
+        for entities, vectors in synthesise_batches(Path(args.base), args.size):
+            builder = builder or StreamedKBBuilder(Path(spill), vectors.shape[1], 0)
+            builder.add(entities, vectors, [np.zeros(0, np.float32)] * len(entities))
+        add_s = time.perf_counter() - start
+        start = time.perf_counter()
+        uri, manifest = builder.finish(args.kb, store, name=f"scale-{args.size}", text_model="all-MiniLM-L6-v2",
+                                       image_model="none", image_fingerprint="", index_settings=config.index,
+                                       lexical=config.retrieval.lexical, chargram=config.retrieval.chargram)
+        finish_s = time.perf_counter() - start
+    # synthesising is part of "add" here (it runs batch by batch): the build s is add + finish
+    return {"uri": uri, "build": "streamed", "synthesise_s": 0.0, "build_s": round(add_s + finish_s, 1), "write_s": 0.0,
+            "add_s": round(add_s, 1), "finish_s": round(finish_s, 1), "peak_rss_mb": round(rss_mb("VmHWM")),
+            "kb_mb": round(sum(f.bytes for f in manifest.files.values()) / 2**20, 1), "text_index": manifest.text_index}
+
+
 def child_build(args) -> dict:
+    """The in-memory build (assemble_kb + write_kb): every entity and embedding held at once."""
     from ameli_ray.config import AmeliConfig
     from ameli_ray.kb.assets import assemble_kb, write_kb
     from ameli_ray.storage import ObjectStore
@@ -177,7 +215,7 @@ def child_build(args) -> dict:
     store.ensure_bucket(args.kb)
     uri = write_kb(kb, args.kb, store)
     write_s = time.perf_counter() - start
-    return {"uri": uri, "synthesise_s": round(synth_s, 1), "build_s": round(index_s, 1), "write_s": round(write_s, 1),
+    return {"uri": uri, "build": "memory", "synthesise_s": round(synth_s, 1), "build_s": round(index_s, 1), "write_s": round(write_s, 1),
             "peak_rss_mb": round(rss_mb("VmHWM")), "kb_mb": round(sum(f.bytes for f in kb.manifest.files.values()) / 2**20, 1),
             "files_mb": {n: round(f.bytes / 2**20, 1) for n, f in kb.manifest.files.items() if f.bytes > 2**20},
             "text_index": kb.manifest.text_index}
@@ -303,13 +341,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_EM)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="section.field=value")
-    parser.add_argument("--child", choices=["build", "replica"], help=argparse.SUPPRESS)
+    parser.add_argument("--builds", nargs="+", default=["memory", "streamed"], choices=["memory", "streamed"],
+                        help="KB builds to measure, each in its own process: in memory (assemble_kb + write_kb, the "
+                             "baseline) and streamed (kb.streamed, what build-kb does); replicas load the last")
+    parser.add_argument("--no-replica", action="store_true", help="builds only")
+    parser.add_argument("--child", choices=["build-memory", "build-streamed", "replica"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--kb", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child_build(args) if args.child == "build" else child_replica(args)
+        child = {"build-memory": child_build, "build-streamed": child_build_streamed, "replica": child_replica}[args.child]
+        result = child(args)
         print(json.dumps(result), flush=True)
         return 0
 
@@ -331,11 +374,16 @@ def main() -> int:
                    "AMELI_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value()}
             for n in args.sizes:
                 kb = f"s3://kb-scale/kb-{n}"
-                build = run_child("build", n, base, kb, args.queries, args.set, env)
-                console.print(f"{n:>9,} build   {build}")
+                builds = {b: run_child(f"build-{b}", n, base, f"{kb}-{b}", args.queries, args.set, env) for b in args.builds}
+                for b, built in builds.items():
+                    console.print(f"{n:>9,} build ({b}) {built}")
+                build = builds[args.builds[-1]]  # replicas load the last one built (the streamed one by default)
+                results[n] = {"build": build, "builds": builds}
+                if args.no_replica:
+                    continue
                 replica = run_child("replica", n, base, build["uri"], args.queries, args.set, env)
                 console.print(f"{n:>9,} replica {replica}")
-                results[n] = {"build": build, "replica": replica}
+                results[n]["replica"] = replica
                 if args.mmap:  # a second replica, its vectors and indexes mapped from a local copy
                     mapped = run_child("replica", n, base, build["uri"], args.queries,
                                        [*args.set, f"index.mmap_dir={workdir / 'maps'}"], env)
@@ -360,6 +408,14 @@ def main() -> int:
                               f"{p.get('chargram', {}).get('median_ms', float('nan')):.2f}",
                               f"{p['fused']['median_ms']:.2f}", f"{p['fused']['p95_ms']:.2f}")
         console.print(table)
+        builds = Table(title="KB builds: in memory (the baseline) against streamed, each in its own process")
+        for col in ("entities", "build", "seconds", "peak RSS MB", "KB MB on S3", "text index"):
+            builds.add_column(col, justify="right")
+        for n, r in results.items():
+            for b, built in r["builds"].items():
+                builds.add_row(f"{n:,}", b, f"{built['build_s'] + built['synthesise_s'] + built['write_s']:.1f}",
+                               f"{built['peak_rss_mb']:,}", f"{built['kb_mb']:,}", built["text_index"])
+        console.print(builds)
     if args.sweep_size:
         rows = sweep(base, args.sweep_size, args.queries, args.sweep_kinds)
         table = Table(title=f"Dense index kinds at {args.sweep_size:,} vectors ({args.queries} queries, top-{DENSE_K}, one thread per query)")

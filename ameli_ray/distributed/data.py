@@ -184,6 +184,75 @@ def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) ->
     return kb, errors
 
 
+def read_entity_shards(batch: pa.Table, *, s3, images_uri: str | None, batch_rows: int, staging_uri: str):
+    """Parses the entity shards of a batch of shard URIs into record rows of about `batch_rows`;
+    the records a shard sets aside go to `staging_uri` (one JSON file per shard) for the driver."""
+    import hashlib
+    import json
+
+    from ameli_ray.formats.shards import read_shard
+    from ameli_ray.storage import join_uri
+
+    store = ObjectStore(s3)
+    for uri in batch.column("uri").to_pylist():
+        rejected: list[dict] = []
+        for shard_batch in read_shard(str(uri), store, images_uri, batch_rows, kind="entity"):
+            rejected.extend(shard_batch.rejected)
+            if shard_batch.records:
+                yield pa.table({
+                    "source": pa.array([str(uri)] * len(shard_batch.records), pa.string()),
+                    "position": pa.array(shard_batch.positions, pa.int64()),
+                    "record": pa.array([e.model_dump_json() for e in shard_batch.records], pa.string()),
+                })
+        if rejected:
+            name = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
+            store.write_text(join_uri(staging_uri, f"{name}.json"), json.dumps(rejected))
+
+
+def stream_kb_with_ray(config: AmeliConfig, shards: list, images_uri: str | None, builder, staging_uri: str,
+                       batch_rows: int) -> None:
+    """The streamed KB build on Ray Data: shards parsed by tasks, OCR and embeddings in the actor
+    pools, and each block handed to `builder` (kb.streamed) on the driver as it arrives, in input
+    order, so the driver holds one block, never the catalogue."""
+    import json
+
+    import ray
+
+    from ameli_ray.distributed.corpus import corpus_block_bytes
+
+    store = ObjectStore(config.s3)
+    # small blocks keep every stage busy (see link_corpus_with_ray); input order makes the KB's
+    # rows, and so its files' checksums, the same on every run. The dataset keeps a copy of the
+    # context as it was when created.
+    context = ray.data.DataContext.get_current()
+    saved = context.target_max_block_size, context.execution_options.preserve_order
+    context.target_max_block_size = corpus_block_bytes(batch_rows)
+    context.execution_options.preserve_order = True
+    try:
+        ds = ray.data.from_items([{"uri": s.uri} for s in shards], override_num_blocks=len(shards))
+    finally:
+        context.target_max_block_size, context.execution_options.preserve_order = saved
+    ds = ds.map_batches(read_entity_shards, batch_size=1, batch_format="pyarrow", num_cpus=0,
+                        concurrency=min(2, len(shards)),
+                        fn_kwargs={"s3": config.s3, "images_uri": images_uri, "batch_rows": batch_rows,
+                                   "staging_uri": staging_uri})
+    ds = embed_stages(ds, "entity", config)
+    ocr = _ocr_wanted("entity", config)
+    dim = builder.image_dim
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        lines, ocr_errors = _ocr_of(batch)
+        builder.add(
+            _records(batch, "entity"),
+            np.stack(batch.column("text_emb").to_numpy(zero_copy_only=False)).astype(np.float32),
+            [np.asarray(v, np.float32).reshape(-1, dim) for v in batch.column("image_emb").to_numpy(zero_copy_only=False)],
+            [" ".join(t for t, _ in item) for item in lines] if ocr else None,
+            list(zip(batch.column("source").to_pylist(), batch.column("position").to_pylist())),
+            [a + b for a, b in zip(batch.column("errors").to_pylist(), ocr_errors)],
+        )
+    for uri in store.list_files(staging_uri):
+        builder.reject(json.loads(store.read_text(uri)))
+
+
 class RetrieveStage:
     """Retrieval and the attribute filter. With `keep_evidence` the mention record and its photo
     features stay in the output, for the disambiguation stage or for building training examples."""

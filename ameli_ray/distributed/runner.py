@@ -88,6 +88,13 @@ class RayDataRunner:
         with self.session(config), clear_errors():
             return build_kb_with_ray(entities, config, name)
 
+    def stream_kb(self, config: AmeliConfig, shards, images_uri, builder, staging_uri: str, batch_rows: int) -> str:
+        from ameli_ray.distributed.data import stream_kb_with_ray
+
+        with self.session(config), clear_errors():
+            stream_kb_with_ray(config, shards, images_uri, builder, staging_uri, batch_rows)
+        return "ray-data"
+
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         from ameli_ray.distributed.data import link_with_ray
 

@@ -114,25 +114,27 @@ def read_jsonl_entities(uri: str, store: ObjectStore, images_uri: str | None = N
     entities: list[Entity] = []
     first_line: dict[str, str] = {}
     for fields in _lines(uri, store):
-        where = fields.where
-        entity_id = fields.id("id")
-        if entity_id in first_line:
-            raise fields.error(f"duplicate entity id {entity_id} (first on {first_line[entity_id]})")
-        first_line[entity_id] = where
-        entities.append(
-            build(
-                fields,
-                Entity,
-                id=entity_id,
-                name=fields.text("name", required=True),
-                category=fields.text("category"),
-                description=fields.text("description"),
-                features=fields.texts("features"),
-                attributes=fields.mapping("attributes"),
-                image_uris=[resolve_image(images, u) for u in fields.texts("image_uris")],
-            )
-        )
+        entity = entity_from_fields(fields, images)
+        if entity.id in first_line:
+            raise fields.error(f"duplicate entity id {entity.id} (first on {first_line[entity.id]})")
+        first_line[entity.id] = fields.where
+        entities.append(entity)
     return entities
+
+
+def entity_from_fields(fields: Fields, images: str) -> Entity:
+    """One JSONL (or Parquet) entity object -> `Entity`; relative image paths join onto `images`."""
+    return build(
+        fields,
+        Entity,
+        id=fields.id("id"),
+        name=fields.text("name", required=True),
+        category=fields.text("category"),
+        description=fields.text("description"),
+        features=fields.texts("features"),
+        attributes=fields.mapping("attributes"),
+        image_uris=[resolve_image(images, u) for u in fields.texts("image_uris")],
+    )
 
 
 def write_jsonl(records: list[dict[str, Any]], uri: str, store: ObjectStore) -> None:

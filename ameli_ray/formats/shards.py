@@ -15,8 +15,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from ameli_ray.errors import InputFormatError
-from ameli_ray.formats.ameli import MENTION_IMAGES_DIR, Fields, FirstIds, parent_uri, read_ameli_mentions
-from ameli_ray.formats.jsonl import mention_from_fields, parse_lines, raw_lines
+from ameli_ray.formats.ameli import (
+    ENTITY_IMAGES_DIR,
+    MENTION_IMAGES_DIR,
+    Fields,
+    FirstIds,
+    entity_from_record,
+    load_json_array,
+    parent_uri,
+    read_ameli_mentions,
+)
+from ameli_ray.formats.jsonl import entity_from_fields, mention_from_fields, parse_lines, raw_lines
 from ameli_ray.schema import Mention
 from ameli_ray.storage.objects import ObjectStore, is_s3, join_uri
 
@@ -36,12 +45,16 @@ class Shard:
 
 @dataclass
 class ShardBatch:
-    """Consecutive valid mentions of one shard with their positions (1-based line of a JSONL
+    """Consecutive valid records (mentions or entities) of one shard with their positions (1-based line of a JSONL
     file, row of a Parquet file, record of a JSON array), and the records set aside so far."""
 
-    mentions: list[Mention]
+    records: list  # Mention or Entity
     positions: list[int]
     rejected: list[dict]  # {"source", "position", "error"}
+
+    @property
+    def mentions(self) -> list[Mention]:
+        return self.records
 
 
 def _is_shard_name(uri: str) -> bool:
@@ -81,13 +94,15 @@ def _listing(uri: str, store: ObjectStore) -> list[Shard]:
     return [Shard(u, size, tag) for u, size, tag in store.list_sized(uri)]
 
 
-def read_shard(uri: str, store: ObjectStore, images_uri: str | None = None, batch_rows: int = 1000) -> Iterator[ShardBatch]:
-    """The mentions of one shard in batches of about `batch_rows`; invalid records are set aside
-    with their reason, never fatal, so one bad line does not stop a corpus. A mention id seen
-    twice in a shard keeps its first record."""
+def read_shard(uri: str, store: ObjectStore, images_uri: str | None = None, batch_rows: int = 1000,
+               kind: str = "mention") -> Iterator[ShardBatch]:
+    """The mentions (or, with kind="entity", the entities) of one shard in batches of about
+    `batch_rows`; invalid records are set aside with their reason, never fatal, so one bad line
+    does not stop a corpus. A mention id seen twice in a shard keeps its first record; entity
+    ids are checked across every shard of a KB by its builder (`kb.streamed`)."""
     name = uri.lower()
     if name.endswith(".json"):  # an AMELI array is parsed whole: small catalogues only
-        yield _ameli_batch(uri, store, images_uri)
+        yield _ameli_batch(uri, store, images_uri) if kind == "mention" else _ameli_entity_batch(uri, store, images_uri)
         return
     images = images_uri if images_uri is not None else parent_uri(uri)
     batch = ShardBatch([], [], [])
@@ -96,20 +111,22 @@ def read_shard(uri: str, store: ObjectStore, images_uri: str | None = None, batc
         batch.rejected.append({"source": uri, "position": number, "error": message})
 
     fields_of = _parquet_fields(uri, store) if name.endswith(".parquet") else parse_lines(uri, raw_lines(uri, store), reject)
-    first = FirstIds(uri)
+    first = FirstIds(uri) if kind == "mention" else None
+    make = mention_from_fields if kind == "mention" else entity_from_fields
     for fields in fields_of:
         try:
-            mention = mention_from_fields(fields, images)
-            first.check(mention.id, fields.where)
+            record = make(fields, images)
+            if first is not None:
+                first.check(record.id, fields.where)
         except InputFormatError as exc:
             batch.rejected.append(_rejected(uri, fields.where, str(exc)))
             continue
-        batch.mentions.append(mention)
+        batch.records.append(record)
         batch.positions.append(_position(fields.where))
-        if len(batch.mentions) >= batch_rows:
+        if len(batch.records) >= batch_rows:
             yield batch
             batch = ShardBatch([], [], [])
-    if batch.mentions or batch.rejected:
+    if batch.records or batch.rejected:
         yield batch
 
 
@@ -125,6 +142,7 @@ def _position(where: str) -> int:
 
 
 def _parquet_fields(uri: str, store: ObjectStore) -> Iterator[Fields]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     # Parquet wants random access; a shard is a bounded part of a corpus, so it is read whole
@@ -132,11 +150,13 @@ def _parquet_fields(uri: str, store: ObjectStore) -> Iterator[Fields]:
         table_file = pq.ParquetFile(io.BytesIO(store.read_bytes(uri)))
     except Exception as exc:  # pyarrow's errors are not one class
         raise InputFormatError(f"{uri}: not a readable Parquet file ({exc})") from None
+    # a map column (a KB's own entities.parquet holds attributes so) comes back as (key, value) pairs
+    maps = {f.name for f in table_file.schema_arrow if pa.types.is_map(f.type)}
     row = 0
     for batch in table_file.iter_batches(batch_size=1000):
         for record in batch.to_pylist():
             row += 1
-            yield Fields(uri, f"row {row}", {k: v for k, v in record.items() if v is not None})
+            yield Fields(uri, f"row {row}", {k: dict(v) if k in maps else v for k, v in record.items() if v is not None})
 
 
 def _ameli_batch(uri: str, store: ObjectStore, images_uri: str | None) -> ShardBatch:
@@ -151,3 +171,16 @@ def _ameli_batch(uri: str, store: ObjectStore, images_uri: str | None) -> ShardB
         rejected.append({"source": uri, "position": int(number) + 1 if number.isdigit() else None, "error": message})
     positions = list(range(1, len(mentions) + 1))  # the AMELI reader does not report indices of kept ones
     return ShardBatch(mentions, positions, rejected)
+
+
+def _ameli_entity_batch(uri: str, store: ObjectStore, images_uri: str | None) -> ShardBatch:
+    images = images_uri if images_uri is not None else join_uri(parent_uri(uri), ENTITY_IMAGES_DIR)
+    batch = ShardBatch([], [], [])
+    for index, obj in enumerate(load_json_array(uri, store)):
+        try:
+            batch.records.append(entity_from_record(obj, uri=uri, index=index, images_uri=images))
+        except InputFormatError as exc:
+            batch.rejected.append({"source": uri, "position": index + 1, "error": str(exc)})
+            continue
+        batch.positions.append(index + 1)
+    return batch

@@ -66,10 +66,19 @@ def to_gpu(index: faiss.Index, settings: IndexSettings) -> faiss.Index:
     return faiss.index_cpu_to_gpu(_gpu_resources(), 0, index, options)
 
 
+ADD_CHUNK_ROWS = 65_536
+
+
+def _add(index: faiss.Index, vectors: np.ndarray) -> None:
+    """Adds in chunks: `vectors` may be memory-mapped (a streamed KB build) and is never copied whole."""
+    for start in range(0, len(vectors), ADD_CHUNK_ROWS):
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS], dtype=np.float32))
+
+
 def build_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
-    """The index of `vectors`, on the CPU (what is stored); trained and filled on the GPU with
-    `index.device=cuda` (k-means and adding are what a large build spends its time on)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    """The index of `vectors` (an array or a read-only memory map), on the CPU (what is stored);
+    trained and filled on the GPU with `index.device=cuda` (k-means and adding are what a large
+    build spends its time on)."""
     n, dim = vectors.shape
     kind = choose_kind(n, settings)
     if settings.device == "cuda" and kind != "hnsw" and n:
@@ -79,7 +88,7 @@ def build_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
         gpu = faiss.index_cpu_to_gpu(_gpu_resources(), 0, shell)
         if not gpu.is_trained:
             gpu.train(training_sample(vectors, nlist))
-        gpu.add(vectors)
+        _add(gpu, vectors)
         index = faiss.index_gpu_to_cpu(gpu)
         tune_index(index, settings)
         return index
@@ -94,8 +103,7 @@ def build_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
         index.train(training_sample(vectors, nlist))
     else:  # pydantic restricts kind; this guards direct callers
         raise ValueError(f"unknown index kind {kind!r}")
-    if n:
-        index.add(vectors)
+    _add(index, vectors)
     tune_index(index, settings)
     return index
 
@@ -122,9 +130,9 @@ def training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
     n = len(vectors)
     want = max(64 * nlist, 10_000)
     if n <= want:
-        return vectors
+        return np.ascontiguousarray(vectors, dtype=np.float32)
     rows = np.sort(np.random.default_rng(0).choice(n, want, replace=False))
-    return np.ascontiguousarray(vectors[rows])
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
 
 def default_nprobe(nlist: int) -> int:

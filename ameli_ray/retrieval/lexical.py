@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 
 import bm25s
@@ -43,11 +45,33 @@ class LexicalIndex:
         self.bm25 = bm25
 
     @classmethod
-    def build(cls, texts: list[str]) -> "LexicalIndex":
+    def build(cls, texts: Iterable[str]) -> "LexicalIndex":
+        """BM25 (bm25s's defaults: Lucene's variant, k1 1.5, b 0.75) of `texts`, read once.
+
+        The score matrix is computed here, with bm25s's arithmetic (a test holds the two equal),
+        over one int32 array of token ids: bm25s's own `index` holds every document as a
+        Python list of token strings and peaks at 4.8 GB over its input for a million products
+        (bench/kb_scale.py); the arrays here cost a fraction of that, and `texts` may be a stream.
+        """
+        vocab: dict[str, int] = {}
+        ids = array("i")
+        lengths = array("q")
+        for text in texts:
+            # bm25s cannot index an empty vocabulary; a placeholder token keeps empty KBs valid
+            tokens = tokenize(text) or ["<empty>"]
+            ids.extend(vocab.setdefault(t, len(vocab)) for t in tokens)
+            lengths.append(len(tokens))
+        if not lengths:
+            vocab["<empty>"] = 0
+            ids.append(0)
+            lengths.append(1)
         bm25 = bm25s.BM25()
-        # bm25s cannot index an empty vocabulary; a placeholder token keeps empty KBs valid
-        corpus = [tokenize(t) or ["<empty>"] for t in texts] or [["<empty>"]]
-        bm25.index(corpus, show_progress=False)
+        bm25.scores = _bm25_matrix(np.frombuffer(ids, np.int32), np.frombuffer(lengths, np.int64), len(vocab),
+                                   bm25.k1, bm25.b)
+        vocab[""] = len(vocab)  # what bm25s.index adds: its placeholder for queries without a known token
+        bm25.vocab_dict = vocab
+        bm25.unique_token_ids_set = set(vocab.values())
+        bm25.nonoccurrence_array = None
         return cls(bm25)
 
     @property
@@ -74,3 +98,25 @@ class LexicalIndex:
                 (Path(tmp) / name).write_bytes(data)
             bm25 = bm25s.BM25.load(tmp, allow_pickle=False, load_corpus=False, show_progress=False)
         return cls(bm25)
+
+
+def _bm25_matrix(ids: np.ndarray, lengths: np.ndarray, n_vocab: int, k1: float, b: float) -> dict:
+    """bm25s's score matrix (CSC: a column of documents per token) from the documents' token ids,
+    concatenated, and their lengths; the values bm25s's `build_index_from_ids` computes."""
+    n_docs = len(lengths)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    pairs, tf = np.unique(doc * n_vocab + ids, return_counts=True)  # (document, token), sorted by document
+    del doc
+    doc_of, token_of = (pairs // n_vocab).astype(np.int32), (pairs % n_vocab).astype(np.int32)
+    del pairs
+    df = np.bincount(token_of, minlength=n_vocab)
+    idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s: Lucene idf, kept as float32
+    avg_len = lengths.mean()
+    # bm25s's Robertson/Lucene term weight, in float64 like bm25s, stored as float32
+    tfc = tf / (k1 * ((1 - b) + b * lengths[doc_of] / avg_len) + tf)
+    scores = (idf[token_of] * tfc).astype(np.float32)
+    del tfc, tf
+    order = np.argsort(token_of, kind="stable")  # by token, documents ascending within each
+    indptr = np.zeros(n_vocab + 1, np.int64)
+    np.cumsum(df, out=indptr[1:])
+    return {"data": scores[order], "indices": doc_of[order], "indptr": indptr, "num_docs": n_docs}

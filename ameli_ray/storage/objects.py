@@ -254,6 +254,42 @@ class ObjectStore:
 
         self._call("write", uri, go)
 
+    def write_file(self, uri: str, local: str | Path, chunk_bytes: int = 8 << 20) -> None:
+        """Copies a local file to `uri` streamed, never holding it whole (a KB's embeddings and
+        indexes run to gigabytes): a multipart upload on S3, a sibling then a rename locally."""
+        local = Path(local)
+        if is_s3(uri):
+            from boto3.exceptions import S3UploadFailedError
+            from boto3.s3.transfer import TransferConfig
+
+            bucket, key = split_s3(uri)
+            config = TransferConfig(multipart_threshold=chunk_bytes, multipart_chunksize=chunk_bytes, max_concurrency=4)
+
+            def upload() -> None:
+                try:
+                    self.boto3_client().upload_file(str(local), bucket, key, Config=config)
+                except S3UploadFailedError as exc:  # the transfer manager's wrapper of a failed part
+                    raise StorageError(f"write {uri}: {exc}") from None
+
+            self._call("write", uri, upload)
+            return
+        fs, path = self.resolve(uri)
+
+        def go() -> None:
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+            try:
+                with local.open("rb") as src, fs.open_output_stream(tmp) as f:
+                    while chunk := src.read(chunk_bytes):
+                        f.write(chunk)
+                fs.move(tmp, path)
+            except BaseException:
+                if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    fs.delete_file(tmp)
+                raise
+
+        self._call("write", uri, go)
+
     def write_text(self, uri: str, text: str) -> None:
         self.write_bytes(uri, text.encode("utf-8"))
 

@@ -85,19 +85,25 @@ def check_new_version(root_uri: str, version: str, store: ObjectStore) -> str:
 
 
 def write_version(
-    root_uri: str, store: ObjectStore, files: Mapping[str, bytes | Callable[[], bytes]], manifest: M, *,
+    root_uri: str, store: ObjectStore, files: Mapping[str, bytes | Callable[[], bytes] | Path], manifest: M, *,
     version: str | None = None, latest: bool = True,
 ) -> tuple[str, M]:
     """Writes `files` as a new version under `root_uri`, then its manifest (a copy of `manifest`
     with the version and the sha256 and size of each file), then LATEST unless `latest` is false.
-    A file given as a function is serialised when its turn comes and dropped once written, so a
-    large asset (a KB of a million products) never holds every file's bytes at once.
+    A file given as a function is serialised when its turn comes and dropped once written, and
+    one given as a local `Path` is hashed and uploaded streamed, so a large asset (a KB of a
+    million products) never holds every file's bytes at once, or one large file's.
     Returns (version URI, the manifest written)."""
     version = version or new_version()
     version_uri = check_new_version(root_uri, version, store)
     store.ensure_bucket(version_uri)
     entries = {}
     for name, data in files.items():
+        if isinstance(data, Path):
+            with data.open("rb") as f:
+                entries[name] = FileEntry(sha256=_stream_sha256(f, 8 << 20), bytes=data.stat().st_size)
+            store.write_file(join_uri(version_uri, name), data)
+            continue
         data = data() if callable(data) else data
         entries[name] = FileEntry.of(data)
         store.write_bytes(join_uri(version_uri, name), data)
