@@ -163,7 +163,7 @@ def convert_em(
 
 @app.command("build-kb")
 def build_kb(
-    entities: Annotated[str, typer.Option(help="entities file (.json AMELI or .jsonl), local or s3://")],
+    entities: Annotated[str, typer.Option(help="the catalogue: a file, a folder/prefix or a glob of .jsonl[.gz] / .parquet / .json (AMELI) shards, local or s3://")],
     kb: Annotated[str, typer.Option(help="KB root, local or s3://; a new version is written under it")],
     images: Annotated[Optional[str], typer.Option(help="entity images folder (default: product_images beside the file)")] = None,
     name: Annotated[Optional[str], typer.Option(help="KB name (default: last part of --kb)")] = None,
@@ -172,7 +172,9 @@ def build_kb(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Embed entities (text + images) with Ray Data, index them (FAISS + BM25), write versioned assets."""
+    """Embed entities (text + images) with Ray Data, index them (FAISS, BM25, char n-grams) and write
+    a new KB version, streamed: no process holds the whole catalogue, and invalid or repeated
+    records are set aside in the version's rejected.jsonl."""
     from ameli_ray import workflows
 
     version_uri, _, stats = workflows.build_kb(

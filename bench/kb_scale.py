@@ -2,7 +2,8 @@
 and to query, at 10k, 100k and 1M entities; and which approximate index to use.
 
     .venv/bin/python bench/kb_scale.py [--sizes 10000 100000 1000000] [--queries 300]
-        [--sweep-size 1000000] [--data DIR] [--workdir DIR] [--set section.field=value ...]
+        [--builds memory streamed] [--no-replica] [--mmap] [--sweep-size 1000000] [--data DIR]
+        [--workdir DIR] [--set section.field=value ...]
 
 Entities: Walmart->Amazon's 22,074 Amazon products and their MiniLM text embeddings (computed once
 per workdir). Beyond those, entity j copies real entity j mod 22,074 with every digit of its name
@@ -16,10 +17,13 @@ Per size, each step in its own process (its peak RSS is its own), the KB on the 
 - build: the KB from entities and embeddings (dense index, BM25, char n-grams, attribute
   vocabulary) and its upload: seconds, the process's peak RSS, the KB's bytes on S3. The
   embeddings are given, so this is everything but the encoder (see BENCHMARKS.md for encoder
-  throughput).
+  throughput). Two builds of the same KB, each in its own process: in memory (`assemble_kb` +
+  `write_kb`, every entity held: the baseline) and streamed (`kb.streamed`, what `build-kb` does:
+  batches of 22,074 entities added, then indexed from the spill).
 - replica: `load_kb` from S3 as a retrieval replica does: RSS after load; latency per query on one
   core (FAISS and torch on one thread; median and p95) of the dense channel (top-100), BM25 (the
-  scores of every entity and their top pool), the char n-grams and the whole fused retriever; and
+  scores of every entity and their top pool), the char n-grams, attribute matching against the
+  KB's vocabulary (Aho-Corasick) and the whole fused retriever; and
   dense recall@100 against exact search over the same vectors (the baseline, timed in the same
   process).
 - sweep (`--sweep-size`, in-process, FAISS alone): exact search against IVF-Flat (several
@@ -262,6 +266,8 @@ def child_replica(args) -> dict:
         out["bm25"] = latency(lambda x: top_pool(kb.lexical.scores(x.text)), qs)
     if kb.chargram is not None:
         out["chargram"] = latency(lambda x: top_pool(kb.chargram.scores(query_text(x.surface, x.text))), qs)
+    kb.vocabulary.match("warm up")  # the Aho-Corasick automaton is built on first use: its cost is a load cost
+    out["attribute_match"] = latency(lambda x: kb.vocabulary.match(x.text), qs)
     retriever = CandidateRetriever(kb, config.retrieval)
     out["fused"] = latency(lambda x: retriever.retrieve([x]), qs)
     out["rss_after_queries_mb"] = round(rss_mb())
@@ -391,7 +397,8 @@ def main() -> int:
                     results[n]["replica_mmap"] = mapped
         table = Table(title=f"KB cost curve (Walmart->Amazon entities + perturbed copies; {args.queries} queries; one core per query)")
         for col in ("entities", "index", "build s", "build peak RSS MB", "KB MB on S3", "replica RSS MB (anon + file)",
-                    "dense ms (exact)", "dense ms", "dense p95", "recall@100", "BM25 ms", "char n-gram ms", "fused ms", "fused p95"):
+                    "dense ms (exact)", "dense ms", "dense p95", "recall@100", "BM25 ms", "char n-gram ms", "attribute match ms",
+                    "fused ms", "fused p95"):
             table.add_column(col, justify="right")
         for n, r in results.items():
             b = r["build"]
@@ -406,6 +413,7 @@ def main() -> int:
                               f"{p['dense']['p95_ms']:.2f}", f"{p['dense_recall_at_100']:.3f}",
                               f"{p.get('bm25', {}).get('median_ms', float('nan')):.2f}",
                               f"{p.get('chargram', {}).get('median_ms', float('nan')):.2f}",
+                              f"{p.get('attribute_match', {}).get('median_ms', float('nan')):.2f}",
                               f"{p['fused']['median_ms']:.2f}", f"{p['fused']['p95_ms']:.2f}")
         console.print(table)
         builds = Table(title="KB builds: in memory (the baseline) against streamed, each in its own process")

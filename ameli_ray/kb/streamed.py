@@ -156,7 +156,7 @@ class StreamedKBBuilder:
             del docs
             files.update({f"lexical/{p.name}": p for p in paths})
         if chargram:
-            grams = CharGramIndex.build(_json_lines(self.spill / "chargram_docs.jsonl"))
+            grams = CharGramIndex.build(_json_lines(self.spill / "chargram_docs.jsonl"), spill=self.spill)
             for file_name, make in grams.lazy_files().items():
                 (out / file_name).parent.mkdir(parents=True, exist_ok=True)
                 (out / file_name).write_bytes(make())

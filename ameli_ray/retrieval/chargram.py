@@ -21,6 +21,11 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -87,19 +92,46 @@ class CharGramIndex:
         )
 
     @classmethod
-    def build(cls, texts: list[str]) -> "CharGramIndex":
+    def build(cls, texts: Iterable[str], spill: Path | None = None) -> "CharGramIndex":
+        """The index of `texts`, read once: sklearn's `TfidfVectorizer` weights (a test holds
+        them equal), built in two passes over compact arrays.
+
+        sklearn's `fit_transform` then a transpose peaks at 4.4 GB over its input for a million
+        products (bench/kb_scale.py). Here the first pass counts each document's n-grams and
+        writes (n-gram id, count) pairs to a file in `spill` (a temporary folder by default);
+        the second reads them back a chunk of documents at a time and writes each weight straight
+        into its place in the posting lists. What is held: the n-gram list and the postings.
+        """
         from scipy import sparse
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAM_RANGE, sublinear_tf=True, dtype=np.float32)
-        try:
-            matrix = vectorizer.fit_transform(texts)
-        except ValueError:  # no document has a single n-gram (an empty KB, or blank names only)
-            return cls([], np.zeros(0, np.float32), sparse.csr_matrix((0, len(texts)), dtype=np.float32))
-        ngrams = [""] * len(vectorizer.vocabulary_)
-        for gram, col in vectorizer.vocabulary_.items():
-            ngrams[col] = gram
-        return cls(ngrams, vectorizer.idf_, matrix.T.tocsr())
+        analyzer = TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAM_RANGE).build_analyzer()
+        vocab: dict[str, int] = {}
+        lengths = array("q")  # distinct n-grams per document
+        with tempfile.TemporaryDirectory(prefix="chargram-", dir=spill) as tmp:
+            pairs_path = Path(tmp) / "pairs.i32"
+            with pairs_path.open("wb") as pairs_file:
+                pending = array("i")  # n-gram id, count, n-gram id, count, ...
+                for text in texts:
+                    counts = Counter(analyzer(text))
+                    for gram, count in counts.items():
+                        pending.append(vocab.setdefault(gram, len(vocab)))
+                        pending.append(count)
+                    lengths.append(len(counts))
+                    if len(pending) >= 1 << 22:
+                        pending.tofile(pairs_file)
+                        pending = array("i")
+                pending.tofile(pairs_file)
+            n_docs, n_grams = len(lengths), len(vocab)
+            if n_grams == 0:  # no document has a single n-gram (an empty KB, or blank names only)
+                return cls([], np.zeros(0, np.float32), sparse.csr_matrix((0, n_docs), dtype=np.float32))
+            ngrams = sorted(vocab)  # sklearn's column order
+            column = np.empty(n_grams, np.int32)
+            column[np.fromiter((vocab[g] for g in ngrams), np.int64, n_grams)] = np.arange(n_grams, dtype=np.int32)
+            del vocab
+            lengths_np = np.frombuffer(lengths, np.int64)
+            pairs = np.memmap(pairs_path, dtype=np.int32, mode="r", shape=(int(lengths_np.sum()), 2))
+            return cls(ngrams, *_tfidf_postings(pairs, lengths_np, column))
 
     @property
     def num_docs(self) -> int:
@@ -170,3 +202,44 @@ def _npy(arr: np.ndarray) -> bytes:
 
 def _from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _tfidf_postings(pairs: np.ndarray, lengths: np.ndarray, column: np.ndarray, chunk_docs: int = 65_536):
+    """(idf, postings CSR [n_grams, n_docs]) from each document's (n-gram id, count) rows,
+    with sklearn's arithmetic: smooth idf ln((1 + n) / (1 + df)) + 1, sublinear tf 1 + ln(count),
+    each document's weights L2-normalised; float32 as sklearn computes them."""
+    from scipy import sparse
+
+    n_docs, n_grams = len(lengths), len(column)
+    ends = np.cumsum(lengths)
+    df = np.zeros(n_grams, np.int64)
+    for start in range(0, len(pairs), 1 << 24):
+        df += np.bincount(column[pairs[start : start + (1 << 24), 0]], minlength=n_grams)
+    idf = np.full(n_grams, n_docs + 1, np.float32)
+    idf /= df.astype(np.float32) + np.float32(1.0)
+    np.log(idf, out=idf)
+    idf += np.float32(1.0)
+    indptr = np.zeros(n_grams + 1, np.int64)
+    np.cumsum(df, out=indptr[1:])
+    del df
+    data = np.empty(int(indptr[-1]), np.float32)
+    indices = np.empty(int(indptr[-1]), np.int32)
+    fill = indptr[:-1].copy()  # where each n-gram's next posting goes
+    for first in range(0, n_docs, chunk_docs):
+        last = min(first + chunk_docs, n_docs)
+        lo, hi = (int(ends[first - 1]) if first else 0), int(ends[last - 1])
+        grams = column[pairs[lo:hi, 0]]
+        weight = np.log(pairs[lo:hi, 1].astype(np.float32))
+        weight += np.float32(1.0)
+        weight *= idf[grams]
+        doc = np.repeat(np.arange(first, last, dtype=np.int32), lengths[first:last])
+        norms = np.sqrt(np.bincount(doc - first, weights=weight * weight, minlength=last - first)).astype(np.float32)
+        norms[norms == 0] = 1.0
+        weight /= norms[doc - first]
+        order = np.argsort(grams, kind="stable")  # by n-gram, documents ascending within each
+        grams, weight, doc = grams[order], weight[order], doc[order]
+        run_start = np.searchsorted(grams, grams, side="left")  # each entry's rank within its n-gram's run
+        dest = fill[grams] + (np.arange(len(grams)) - run_start)
+        data[dest], indices[dest] = weight, doc
+        fill += np.bincount(grams, minlength=n_grams)
+    return idf, sparse.csr_matrix((data, indices, indptr), shape=(n_grams, n_docs))

@@ -64,3 +64,33 @@ def test_texts_compared_are_name_values_without_price_and_surface_plus_text():
     assert entity_doc_text(e) == "Cam X Acme CX-1"
     assert mention_query_text(Mention(id="m", text="love it", surface="the CX-1")) == "the CX-1 love it"
     assert mention_query_text(Mention(id="m", text="love it", surface=" ")) == "love it"
+
+
+def test_the_two_pass_build_is_sklearns_fit_transform(tmp_path):
+    """Built from a stream through a spill file, in chunks of documents: the n-grams, idf and
+    postings of sklearn's `TfidfVectorizer.fit_transform` (transposed), blanks included."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from ameli_ray.retrieval.chargram import _tfidf_postings
+
+    rng = np.random.default_rng(0)
+    words = ["Sony", "DCS-1130", "black", "256GB", "Cyber-shot", "case", "ELPLP12", "lamp", "é", "the"]
+    texts = [" ".join(rng.choice(words, rng.integers(0, 9))) for _ in range(500)] + ["", "  "]
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, dtype=np.float32)
+    expected = vectorizer.fit_transform(texts).T.tocsr()
+    index = CharGramIndex.build(iter(texts), spill=tmp_path)
+    assert index.ngrams == vectorizer.get_feature_names_out().tolist()
+    np.testing.assert_allclose(index.idf, vectorizer.idf_, rtol=1e-6)
+    assert (index.postings.indptr == expected.indptr).all() and (index.postings.indices == expected.indices).all()
+    np.testing.assert_allclose(index.postings.data, expected.data, rtol=1e-5)
+    assert not list(tmp_path.iterdir())  # the spill file is gone
+    # chunks of documents smaller than the corpus place every posting where one chunk would
+    pairs = []
+    for text in texts:
+        grams = vectorizer.build_analyzer()(text)
+        pairs.extend((index.ngrams.index(g), grams.count(g)) for g in dict.fromkeys(grams))
+    lengths = np.array([len(set(vectorizer.build_analyzer()(t))) for t in texts])
+    idf, small = _tfidf_postings(np.array(pairs, np.int32).reshape(-1, 2), lengths, np.arange(len(index.ngrams), dtype=np.int32),
+                                 chunk_docs=7)
+    assert (small.indices == expected.indices).all()
+    np.testing.assert_allclose(small.data, expected.data, rtol=1e-5)
