@@ -5,8 +5,8 @@ a catalogue of any size, with Ray Data or in-process.
       ──add──>    a local spill: entities.parquet row groups, raw float32 embeddings, the two
                   lexical documents of each entity as JSON lines, the running sum of the images
       ──finish──> text_embeddings.npy and centred image_embeddings.npy written chunk by chunk;
-                  each dense index trained on a sample and filled chunk by chunk from the
-                  memory-mapped embeddings; BM25, the char n-grams and the attribute vocabulary
+                  each dense index trained on a sample and filled chunk by chunk, read from
+                  those files (never mapped: mapped pages would count as the build's memory); BM25, the char n-grams and the attribute vocabulary
                   built from the spilled documents, one after the other; every file uploaded
                   streamed; then the manifest and LATEST (`storage.versioned.write_version`)
 
@@ -136,14 +136,14 @@ class StreamedKBBuilder:
 
         text = _npy_from_raw(self.spill / "text.f32", out / "text_embeddings.npy", (n, self.text_dim))
         files["text_embeddings.npy"] = text
-        text_params = _write_index(np.load(text, mmap_mode="r"), index_settings, out / "text.faiss")
+        text_params = _write_index(vindex.NpyRows(text), index_settings, out / "text.faiss")
         files["text.faiss"] = out / "text.faiss"
 
         center = (self._image_sum / n_images).astype(np.float32) if n_images else np.zeros(self.image_dim, np.float32)
         image = out / "image_embeddings.npy"
         _centred_npy(self.spill / "images.f32", image, (n_images, self.image_dim), center)
         files["image_embeddings.npy"] = image
-        image_params = _write_index(np.load(image, mmap_mode="r"), index_settings, out / "image.faiss")
+        image_params = _write_index(vindex.NpyRows(image), index_settings, out / "image.faiss")
         files["image.faiss"] = out / "image.faiss"
         files["image_owner.npy"] = _npy_from_raw(self.spill / "owner.i32", out / "image_owner.npy", (n_images,), np.int32)
         np.save(out / "image_center.npy", center, allow_pickle=False)
@@ -199,27 +199,38 @@ def _json_lines(path: Path) -> Iterator[str]:
             yield json.loads(line)
 
 
+def _npy_header(f, shape: tuple[int, ...], dtype) -> None:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+
+
+def _raw_chunks(raw: Path, dtype, row_values: int, rows: int) -> Iterator[np.ndarray]:
+    """`rows` rows of `row_values` values from a file of raw values, CHUNK_ROWS at a time, read
+    (not mapped: mapped pages would count in this process's RSS)."""
+    with raw.open("rb") as f:
+        for start in range(0, rows, CHUNK_ROWS):
+            count = min(CHUNK_ROWS, rows - start)
+            yield np.fromfile(f, dtype, count * row_values).reshape(count, row_values)
+
+
 def _npy_from_raw(raw: Path, npy: Path, shape: tuple[int, ...], dtype=np.float32) -> Path:
     """`raw` (C-order values, as appended) as a .npy file of `shape`, copied chunk by chunk."""
-    source = np.memmap(raw, dtype=dtype, mode="r", shape=shape) if np.prod(shape) else np.zeros(shape, dtype)
-    target = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=shape)
-    for start in range(0, shape[0], CHUNK_ROWS):
-        target[start : start + CHUNK_ROWS] = source[start : start + CHUNK_ROWS]
-    target.flush()
-    del target, source
+    row_values = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    with npy.open("wb") as out:
+        _npy_header(out, shape, dtype)
+        for chunk in _raw_chunks(raw, dtype, row_values, shape[0]):
+            out.write(chunk.tobytes())
     return npy
 
 
 def _centred_npy(raw: Path, npy: Path, shape: tuple[int, int], center: np.ndarray) -> None:
-    source = np.memmap(raw, dtype=np.float32, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.float32)
-    target = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=shape)
-    for start in range(0, shape[0], CHUNK_ROWS):
-        target[start : start + CHUNK_ROWS] = center_images(np.asarray(source[start : start + CHUNK_ROWS]), center)
-    target.flush()
-    del target, source
+    with npy.open("wb") as out:
+        _npy_header(out, shape, np.float32)
+        for chunk in _raw_chunks(raw, np.float32, shape[1], shape[0]):
+            out.write(center_images(chunk, center).tobytes())
 
 
-def _write_index(vectors: np.ndarray, settings: IndexSettings, path: Path) -> dict:
+def _write_index(vectors: vindex.NpyRows, settings: IndexSettings, path: Path) -> dict:
     index = vindex.build_index(vectors, settings)
     faiss.write_index(index, str(path))
     return vindex.describe(index)

@@ -130,8 +130,10 @@ class CharGramIndex:
             column[np.fromiter((vocab[g] for g in ngrams), np.int64, n_grams)] = np.arange(n_grams, dtype=np.int32)
             del vocab
             lengths_np = np.frombuffer(lengths, np.int64)
-            pairs = np.memmap(pairs_path, dtype=np.int32, mode="r", shape=(int(lengths_np.sum()), 2))
-            return cls(ngrams, *_tfidf_postings(pairs, lengths_np, column))
+            from ameli_ray.retrieval.index import NpyRows
+
+            # read back a chunk at a time, not mapped: mapped pages would count as this process's memory
+            return cls(ngrams, *_tfidf_postings(NpyRows.raw(pairs_path, np.int32, 2), lengths_np, column))
 
     @property
     def num_docs(self) -> int:
@@ -204,8 +206,9 @@ def _from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def _tfidf_postings(pairs: np.ndarray, lengths: np.ndarray, column: np.ndarray, chunk_docs: int = 65_536):
-    """(idf, postings CSR [n_grams, n_docs]) from each document's (n-gram id, count) rows,
+def _tfidf_postings(pairs, lengths: np.ndarray, column: np.ndarray, chunk_docs: int = 8192):
+    """(idf, postings CSR [n_grams, n_docs]) from each document's (n-gram id, count) rows
+    (an [n, 2] array, or anything that slices rows like one: `index.NpyRows`),
     with sklearn's arithmetic: smooth idf ln((1 + n) / (1 + df)) + 1, sublinear tf 1 + ln(count),
     each document's weights L2-normalised; float32 as sklearn computes them."""
     from scipy import sparse
@@ -213,8 +216,8 @@ def _tfidf_postings(pairs: np.ndarray, lengths: np.ndarray, column: np.ndarray, 
     n_docs, n_grams = len(lengths), len(column)
     ends = np.cumsum(lengths)
     df = np.zeros(n_grams, np.int64)
-    for start in range(0, len(pairs), 1 << 24):
-        df += np.bincount(column[pairs[start : start + (1 << 24), 0]], minlength=n_grams)
+    for start in range(0, len(pairs), 1 << 22):
+        df += np.bincount(column[pairs[start : start + (1 << 22)][:, 0]], minlength=n_grams)
     idf = np.full(n_grams, n_docs + 1, np.float32)
     idf /= df.astype(np.float32) + np.float32(1.0)
     np.log(idf, out=idf)
@@ -228,8 +231,10 @@ def _tfidf_postings(pairs: np.ndarray, lengths: np.ndarray, column: np.ndarray, 
     for first in range(0, n_docs, chunk_docs):
         last = min(first + chunk_docs, n_docs)
         lo, hi = (int(ends[first - 1]) if first else 0), int(ends[last - 1])
-        grams = column[pairs[lo:hi, 0]]
-        weight = np.log(pairs[lo:hi, 1].astype(np.float32))
+        rows = pairs[lo:hi]
+        grams = column[rows[:, 0]]
+        weight = np.log(rows[:, 1].astype(np.float32))
+        del rows
         weight += np.float32(1.0)
         weight *= idf[grams]
         doc = np.repeat(np.arange(first, last, dtype=np.int32), lengths[first:last])

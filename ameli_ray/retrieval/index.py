@@ -69,14 +69,64 @@ def to_gpu(index: faiss.Index, settings: IndexSettings) -> faiss.Index:
 ADD_CHUNK_ROWS = 65_536
 
 
+class NpyRows:
+    """The rows of a 2-d .npy file, read from disk when asked (a slice, or an array of row
+    numbers), never memory-mapped: what a streamed KB build indexes from. Mapped pages count in
+    the process's RSS until the kernel takes them back, so a build that mapped its embeddings
+    would look (and be budgeted) a file's size larger than the index and one chunk it holds."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with self.path.open("rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path}: expected a C-order 2-d array, got shape {shape}")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+
+    @classmethod
+    def raw(cls, path: Path, dtype, width: int) -> "NpyRows":
+        """The rows of a headerless file of C-order values, `width` per row."""
+        rows = cls.__new__(cls)
+        rows.path, rows.offset, rows.dtype = Path(path), 0, np.dtype(dtype)
+        rows.shape = (rows.path.stat().st_size // (rows.dtype.itemsize * width), width)
+        return rows
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start)
+        with self.path.open("rb") as f:
+            f.seek(self.offset + start * self.shape[1] * self.dtype.itemsize)
+            return np.fromfile(f, self.dtype, count * self.shape[1]).reshape(count, self.shape[1])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                raise ValueError("NpyRows reads contiguous slices only")
+            return self._read(start, stop)
+        rows = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        for first in range(0, len(self), ADD_CHUNK_ROWS):  # one pass over the file, a chunk at a time
+            pick = np.flatnonzero((rows >= first) & (rows < first + ADD_CHUNK_ROWS))
+            if len(pick):
+                out[pick] = self._read(first, min(first + ADD_CHUNK_ROWS, len(self)))[rows[pick] - first]
+        return out
+
+
 def _add(index: faiss.Index, vectors: np.ndarray) -> None:
-    """Adds in chunks: `vectors` may be memory-mapped (a streamed KB build) and is never copied whole."""
+    """Adds in chunks: `vectors` may be read from disk (`NpyRows`, a streamed KB build) and is never held whole."""
     for start in range(0, len(vectors), ADD_CHUNK_ROWS):
         index.add(np.ascontiguousarray(vectors[start : start + ADD_CHUNK_ROWS], dtype=np.float32))
 
 
 def build_index(vectors: np.ndarray, settings: IndexSettings) -> faiss.Index:
-    """The index of `vectors` (an array or a read-only memory map), on the CPU (what is stored);
+    """The index of `vectors` (an array, or `NpyRows` read a chunk at a time), on the CPU (what is stored);
     trained and filled on the GPU with `index.device=cuda` (k-means and adding are what a large
     build spends its time on)."""
     n, dim = vectors.shape
@@ -130,7 +180,7 @@ def training_sample(vectors: np.ndarray, nlist: int) -> np.ndarray:
     n = len(vectors)
     want = max(64 * nlist, 10_000)
     if n <= want:
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(vectors[:], dtype=np.float32)
     rows = np.sort(np.random.default_rng(0).choice(n, want, replace=False))
     return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 

@@ -87,3 +87,29 @@ def test_gpu_build_and_search_agree_with_the_cpu(kind):
     _, cpu_ids = vindex.search(vindex.build_index(base, cpu_settings), queries, 5)
     assert (gpu_ids[:, 0] == np.arange(100)).mean() >= 0.96
     assert (gpu_ids[:, 0] == cpu_ids[:, 0]).mean() >= 0.95
+
+
+def test_an_index_built_from_rows_read_off_disk_is_the_in_memory_one(tmp_path):
+    """A streamed KB build indexes its embeddings from the .npy file a chunk at a time (NpyRows,
+    never mapped): the same training sample, the same lists, the same answers."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.save(tmp_path / "x.npy", x)
+    rows = vindex.NpyRows(tmp_path / "x.npy")
+    assert rows.shape == x.shape and len(rows) == 3000
+    np.testing.assert_array_equal(rows[10:20], x[10:20])
+    picked = np.array([2999, 0, 1500, 7])
+    np.testing.assert_array_equal(rows[picked], x[picked])
+    x.tofile(tmp_path / "x.f32")
+    np.testing.assert_array_equal(vindex.NpyRows.raw(tmp_path / "x.f32", np.float32, 8)[5:9], x[5:9])
+    settings = IndexSettings(kind="ivf", ivf_nlist=16)
+    old_chunk = vindex.ADD_CHUNK_ROWS
+    vindex.ADD_CHUNK_ROWS = 700  # several chunks, the last one short
+    try:
+        from_disk = vindex.build_index(rows, settings)
+    finally:
+        vindex.ADD_CHUNK_ROWS = old_chunk
+    in_memory = vindex.build_index(x, settings)
+    q = x[:50]
+    np.testing.assert_array_equal(vindex.search(from_disk, q, 10)[1], vindex.search(in_memory, q, 10)[1])
