@@ -26,6 +26,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ameli_ray.attributes.vocabulary import AttributeVocabulary
@@ -40,6 +41,7 @@ from ameli_ray.storage import ObjectStore
 from ameli_ray.storage.versioned import write_version
 
 CHUNK_ROWS = 65_536  # embedding rows per copy / index add: 96 MiB of 384-d float32
+ROW_GROUP_ROWS = 65_536  # entities per row group of entities.parquet
 REJECTED = "rejected.jsonl"
 MAX_ERROR_SAMPLES = 10
 
@@ -59,7 +61,11 @@ class StreamedKBBuilder:
         self.error_samples: list[str] = []
         self._ids: set[str] = set()
         self._image_sum = np.zeros(image_dim, np.float64)
-        self._entities = pq.ParquetWriter(self.spill / "entities.parquet", ENTITY_ARROW_SCHEMA)
+        # zstd, as every other entity table (storage.parquet_bytes); rows gathered into groups of
+        # ROW_GROUP_ROWS, since a Ray block of a few dozen entities makes a poor row group
+        self._entities = pq.ParquetWriter(self.spill / "entities.parquet", ENTITY_ARROW_SCHEMA, compression="zstd")
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._text = (self.spill / "text.f32").open("wb")
         self._images = (self.spill / "images.f32").open("wb")
         self._owner = (self.spill / "owner.i32").open("wb")
@@ -97,7 +103,10 @@ class StreamedKBBuilder:
         if not keep:
             return
         kept = [entities[i] for i in keep]
-        self._entities.write_table(entities_to_table(kept))
+        self._pending.append(entities_to_table(kept))
+        self._pending_rows += len(kept)
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush_entities()
         self._text.write(np.ascontiguousarray(np.asarray(text_emb, np.float32)[keep]).tobytes())
         for row, i in enumerate(keep, start=self.n_entities):
             images = np.asarray(image_emb[i], np.float32)
@@ -181,8 +190,14 @@ class StreamedKBBuilder:
         )
         return write_version(root_uri, store, files, manifest, version=version)
 
+    def _flush_entities(self) -> None:
+        if self._pending:
+            self._entities.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
+            self._pending, self._pending_rows = [], 0
+
     def _close(self) -> None:
         if self._open:
+            self._flush_entities()
             self._entities.close()
             for f in (self._text, self._images, self._owner, self._bm25_docs, self._gram_docs):
                 f.close()
