@@ -78,6 +78,35 @@ def test_build_and_link_through_s3_with_ray(toy_dir, s3_settings, s3_store, s3_b
 
 
 @pytest.mark.slow
+def test_build_kb_from_a_glob_of_shards_on_s3_sets_bad_records_aside(toy_dir, s3_settings, s3_store, s3_bucket):
+    """What a catalogue of millions looks like: gzip JSONL shards under a prefix. A bad line and a
+    repeated id are set aside in the version's rejected.jsonl; the build goes on."""
+    import gzip
+
+    from ameli_ray.formats import read_entities
+    from ameli_ray.storage import ObjectStore
+
+    entities = read_entities(str(toy_dir / "entities.json"), ObjectStore())
+    records = [json.dumps({"id": e.id, "name": e.name, "attributes": e.attributes, "image_uris": e.image_uris})
+               for e in entities]
+    s3_store.write_bytes(f"{s3_bucket}/cat/part-0.jsonl.gz", gzip.compress(("\n".join(records[:3]) + "\n").encode()))
+    s3_store.write_bytes(f"{s3_bucket}/cat/part-1.jsonl.gz",
+                         gzip.compress(("\n".join([*records[3:], "{oops", records[0]]) + "\n").encode()))
+    env = s3_env(s3_settings)
+    built = run_cli("build-kb", "--entities", f"{s3_bucket}/cat/part-*.jsonl.gz", "--kb", f"{s3_bucket}/kb",
+                    "--engine", "local", env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    stats = json.loads(built.stdout.strip().splitlines()[-1])
+    assert stats["n_entities"] == len(entities) and stats["n_rejected"] == 2 and stats["n_images"] == len(entities)
+    rejected = [json.loads(line) for line in s3_store.read_text(f"{stats['kb']}/rejected.jsonl").splitlines()]
+    assert [(r["source"].rsplit("/", 1)[-1], r["position"]) for r in rejected] == [("part-1.jsonl.gz", 4),
+                                                                                  ("part-1.jsonl.gz", 5)]
+    assert "set aside" in built.stderr
+    info = run_cli("kb-info", "--kb", f"{s3_bucket}/kb", env=env)
+    assert info.returncode == 0 and '"rejected": 2' in info.stdout, info.stdout[-2000:]
+
+
+@pytest.mark.slow
 def test_malformed_and_truncated_entities_file(tmp_path):
     for name, content, expected in (
         ("truncated.json", '[{"id": 1, "product_name": "A"}, {"id": 2, "product_na', "not valid JSON"),

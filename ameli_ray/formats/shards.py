@@ -68,14 +68,14 @@ def list_shards(uri: str, store: ObjectStore) -> list[Shard]:
     glob (`s3://b/reviews/2026-*/part-*.jsonl.gz`). Sorted, so a job numbers them the same way
     every time it runs."""
     uri = str(uri)
-    if any(c in uri for c in _GLOB):
+    one = store.stat(uri)  # a file that exists is that file, even with "[" or "*" in its name
+    if one is None and any(c in uri for c in _GLOB):
         cut = min(uri.index(c) for c in _GLOB if c in uri)
         base = uri[:cut].rsplit("/", 1)[0]
         found = [s for s in _listing(base, store) if fnmatch.fnmatchcase(s.uri, _absolute(uri, store))]
         if not found:
             raise InputFormatError(f"no corpus files match {uri}")
         return found
-    one = store.stat(uri)
     if one is not None:
         if not uri.lower().endswith(SHARD_SUFFIXES):
             raise InputFormatError(f"{uri}: unknown file extension; known: {', '.join(SHARD_SUFFIXES)}")

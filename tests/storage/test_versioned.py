@@ -56,6 +56,23 @@ def test_roundtrip(where, tmp_path, s3_store, s3_bucket):
     assert on_disk == set(FILES) | {MANIFEST}
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_local_files_are_hashed_and_uploaded_streamed(where, tmp_path, s3_store, s3_bucket):
+    """A file given as a local Path (a streamed KB build's gigabytes of embeddings) is hashed
+    and copied in chunks: on S3 a multipart upload (parts of 5 MiB, S3's smallest)."""
+    import os
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(12 * 1024 * 1024 + 17))  # two full chunks and a short one
+    root = str(tmp_path / "root") if where == "local" else f"{s3_bucket}/root"
+    s3_store.write_file(join_uri(root, "direct.bin"), big, chunk_bytes=5 * 1024 * 1024)
+    assert s3_store.read_bytes(join_uri(root, "direct.bin")) == big.read_bytes()
+    version_uri, written = write_version(join_uri(root, "asset"), s3_store, {"big.bin": big, **FILES}, toy("files"))
+    manifest, files = read_all(version_uri, s3_store)
+    assert files["big.bin"] == big.read_bytes() and written.files["big.bin"].bytes == big.stat().st_size
+    verify_version(version_uri, manifest, s3_store, "toy")
+
+
 def test_a_corrupted_file_is_refused_by_name(tmp_path, s3_store, s3_bucket):
     for root in (str(tmp_path), f"{s3_bucket}/root"):
         version_uri, manifest = write_version(root, s3_store, FILES, toy())
