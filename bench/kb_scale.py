@@ -2,7 +2,7 @@
 and to query, at 10k, 100k and 1M entities; and which approximate index to use.
 
     .venv/bin/python bench/kb_scale.py [--sizes 10000 100000 1000000] [--queries 300]
-        [--builds memory streamed] [--no-replica] [--mmap] [--sweep-size 1000000] [--data DIR]
+        [--builds memory streamed] [--no-replica] [--mmap] [--components N] [--sweep-size 1000000] [--data DIR]
         [--workdir DIR] [--set section.field=value ...]
 
 Entities: Walmart->Amazon's 22,074 Amazon products and their MiniLM text embeddings (computed once
@@ -26,6 +26,9 @@ Per size, each step in its own process (its peak RSS is its own), the KB on the 
   KB's vocabulary (Aho-Corasick) and the whole fused retriever; and
   dense recall@100 against exact search over the same vectors (the baseline, timed in the same
   process).
+- components (`--components N`): BM25, the char n-grams and the attribute vocabulary built alone
+  at N entities, each in its own process, against the builders the KB used before (bm25s's own
+  `index`, sklearn's `fit_transform`): seconds, peak RSS over the input documents.
 - sweep (`--sweep-size`, in-process, FAISS alone): exact search against IVF-Flat (several
   nprobe), HNSW (several efSearch) and IVF-PQ on the same vectors: build seconds, bytes, latency
   on one thread, recall@100. It is what `index.kind=auto` is chosen from.
@@ -225,6 +228,58 @@ def child_build(args) -> dict:
             "text_index": kb.manifest.text_index}
 
 
+COMPONENTS = ("bm25-bm25s", "bm25", "chargram-sklearn", "chargram", "vocabulary")
+
+
+def child_component(args) -> dict:
+    """One lexical structure of a KB of `size` entities, built alone in this process: seconds and
+    its peak RSS above the input (the documents, held as a list by every variant alike).
+    The baselines are what the KB used before: bm25s's own `index` over token lists, and
+    sklearn's `TfidfVectorizer.fit_transform` then a transpose."""
+    from ameli_ray.attributes.vocabulary import AttributeVocabulary
+    from ameli_ray.retrieval.chargram import NGRAM_RANGE, CharGramIndex, entity_doc_text
+    from ameli_ray.retrieval.lexical import LexicalIndex, tokenize
+
+    kind = args.component
+    if kind == "vocabulary":  # a stream of entities: nothing held but the vocabulary
+        docs = None
+    else:
+        docs = [entity_doc_text(e) if kind.startswith("chargram") else e.text()
+                for batch, _ in synthesise_batches(Path(args.base), args.size) for e in batch]
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here on
+    before = rss_mb()
+    start = time.perf_counter()
+    if kind == "bm25-bm25s":
+        import bm25s
+
+        built = bm25s.BM25()
+        built.index([tokenize(t) or ["<empty>"] for t in docs], show_progress=False)
+    elif kind == "bm25":
+        built = LexicalIndex.build(docs)
+    elif kind == "chargram-sklearn":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAM_RANGE, sublinear_tf=True,
+                                 dtype=np.float32).fit_transform(docs)
+        built = matrix.T.tocsr()
+        del matrix
+    elif kind == "chargram":
+        built = CharGramIndex.build(docs)
+    else:
+        built = AttributeVocabulary.build(e for batch, _ in synthesise_batches(Path(args.base), args.size) for e in batch)
+        before_match = rss_mb()
+        match_start = time.perf_counter()
+        built.match("warm up")  # the Aho-Corasick automaton, built on first use
+        automaton = {"automaton_s": round(time.perf_counter() - match_start, 1),
+                     "automaton_mb": round(rss_mb() - before_match)}
+    seconds = time.perf_counter() - start
+    out = {"component": kind, "seconds": round(seconds, 1), "input_mb": round(before),
+           "peak_over_input_mb": round(rss_mb("VmHWM") - before), "held_after_mb": round(rss_mb() - before)}
+    if kind == "vocabulary":  # its input is a stream: the synthesis counts in its peak and seconds
+        out.update(automaton)
+    return out
+
+
 def child_replica(args) -> dict:
     import faiss
 
@@ -351,13 +406,17 @@ def main() -> int:
                         help="KB builds to measure, each in its own process: in memory (assemble_kb + write_kb, the "
                              "baseline) and streamed (kb.streamed, what build-kb does); replicas load the last")
     parser.add_argument("--no-replica", action="store_true", help="builds only")
-    parser.add_argument("--child", choices=["build-memory", "build-streamed", "replica"], help=argparse.SUPPRESS)
+    parser.add_argument("--components", type=int, default=0, metavar="N",
+                        help="also build each lexical structure alone at N entities, against its former builder (0: no)")
+    parser.add_argument("--component", choices=COMPONENTS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["build-memory", "build-streamed", "replica", "component"], help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--kb", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child = {"build-memory": child_build, "build-streamed": child_build_streamed, "replica": child_replica}[args.child]
+        child = {"build-memory": child_build, "build-streamed": child_build_streamed, "replica": child_replica,
+                 "component": child_component}[args.child]
         result = child(args)
         print(json.dumps(result), flush=True)
         return 0
@@ -424,6 +483,23 @@ def main() -> int:
                 builds.add_row(f"{n:,}", b, f"{built['build_s'] + built['synthesise_s'] + built['write_s']:.1f}",
                                f"{built['peak_rss_mb']:,}", f"{built['kb_mb']:,}", built["text_index"])
         console.print(builds)
+    if args.components:
+        rows = []
+        for kind in COMPONENTS:
+            cmd = [sys.executable, __file__, "--child", "component", "--component", kind, "--size", str(args.components),
+                   "--base", str(base)]
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"component {kind} failed:\n{proc.stderr[-3000:]}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            console.print(rows[-1])
+        table = Table(title=f"Lexical structures of a KB of {args.components:,} entities, each built alone in its own process")
+        for col in ("structure", "seconds", "peak RSS over its input MB", "held after MB"):
+            table.add_column(col, justify="right")
+        for r in rows:
+            table.add_row(r["component"], f"{r['seconds']:.1f}", f"{r['peak_over_input_mb']:,}", f"{r['held_after_mb']:,}")
+        console.print(table)
+        results["components"] = rows
     if args.sweep_size:
         rows = sweep(base, args.sweep_size, args.queries, args.sweep_kinds)
         table = Table(title=f"Dense index kinds at {args.sweep_size:,} vectors ({args.queries} queries, top-{DENSE_K}, one thread per query)")
