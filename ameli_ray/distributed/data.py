@@ -141,7 +141,8 @@ def _ocr_of(batch: pa.Table) -> tuple[list[list[tuple[str, float]]], list[list[s
 
 
 def build_kb_with_ray(entities: list[Entity], config: AmeliConfig, name: str) -> tuple[KnowledgeBase, list[list[str]]]:
-    """Embeds entities on the Ray cluster, then indexes them on the driver."""
+    """Embeds entities given in memory (evaluation) on the Ray cluster, then indexes them on the
+    driver; a catalogue's build is `stream_kb_with_ray`."""
     from ameli_ray.encoders.image import ImageEncoder
     from ameli_ray.encoders.text import TextEncoder
 

@@ -160,9 +160,7 @@ class StreamedKBBuilder:
 
         # the lexical structures one at a time, each written to disk and dropped before the next
         if lexical:
-            docs = list(_json_lines(self.spill / "bm25_docs.jsonl"))
-            paths = LexicalIndex.build(docs).save(out / "lexical")
-            del docs
+            paths = LexicalIndex.build(_json_lines(self.spill / "bm25_docs.jsonl")).save(out / "lexical")
             files.update({f"lexical/{p.name}": p for p in paths})
         if chargram:
             grams = CharGramIndex.build(_json_lines(self.spill / "chargram_docs.jsonl"), spill=self.spill)

@@ -50,8 +50,9 @@ class LexicalIndex:
 
         The score matrix is computed here, with bm25s's arithmetic (a test holds the two equal),
         over one int32 array of token ids: bm25s's own `index` holds every document as a
-        Python list of token strings and peaks at 4.8 GB over its input for a million products
-        (bench/kb_scale.py); the arrays here cost a fraction of that, and `texts` may be a stream.
+        Python list of token strings and peaks 4.7 GB above its input for a million products
+        (bench/kb_scale.py --components); the arrays here cost a fraction of that, and `texts`
+        may be a stream.
         """
         vocab: dict[str, int] = {}
         ids = array("i")
@@ -100,23 +101,43 @@ class LexicalIndex:
         return cls(bm25)
 
 
-def _bm25_matrix(ids: np.ndarray, lengths: np.ndarray, n_vocab: int, k1: float, b: float) -> dict:
+def _bm25_matrix(ids: np.ndarray, lengths: np.ndarray, n_vocab: int, k1: float, b: float,
+                 chunk_docs: int = 65_536) -> dict:
     """bm25s's score matrix (CSC: a column of documents per token) from the documents' token ids,
-    concatenated, and their lengths; the values bm25s's `build_index_from_ids` computes."""
+    concatenated, and their lengths; the values bm25s's `build_index_from_ids` computes.
+
+    Two passes over chunks of documents, so that no temporary is as long as the corpus: the first
+    counts each chunk's (document, token) pairs, the second weighs them and writes each score
+    straight into its token's column."""
     n_docs = len(lengths)
-    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-    pairs, tf = np.unique(doc * n_vocab + ids, return_counts=True)  # (document, token), sorted by document
-    del doc
-    doc_of, token_of = (pairs // n_vocab).astype(np.int32), (pairs % n_vocab).astype(np.int32)
-    del pairs
-    df = np.bincount(token_of, minlength=n_vocab)
+    ends = np.cumsum(lengths)
+    parts = []  # per chunk: documents, tokens, term frequencies (int32), sorted by document
+    df = np.zeros(n_vocab, np.int64)
+    for first in range(0, n_docs, chunk_docs):
+        last = min(first + chunk_docs, n_docs)
+        lo, hi = (int(ends[first - 1]) if first else 0), int(ends[last - 1])
+        doc = np.repeat(np.arange(first, last, dtype=np.int64), lengths[first:last])
+        pairs, tf = np.unique(doc * n_vocab + ids[lo:hi], return_counts=True)
+        tokens = (pairs % n_vocab).astype(np.int32)
+        parts.append(((pairs // n_vocab).astype(np.int32), tokens, tf.astype(np.int32)))
+        df += np.bincount(tokens, minlength=n_vocab)
     idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)  # bm25s: Lucene idf, kept as float32
     avg_len = lengths.mean()
-    # bm25s's Robertson/Lucene term weight, in float64 like bm25s, stored as float32
-    tfc = tf / (k1 * ((1 - b) + b * lengths[doc_of] / avg_len) + tf)
-    scores = (idf[token_of] * tfc).astype(np.float32)
-    del tfc, tf
-    order = np.argsort(token_of, kind="stable")  # by token, documents ascending within each
     indptr = np.zeros(n_vocab + 1, np.int64)
     np.cumsum(df, out=indptr[1:])
-    return {"data": scores[order], "indices": doc_of[order], "indptr": indptr, "num_docs": n_docs}
+    data = np.empty(int(indptr[-1]), np.float32)
+    indices = np.empty(int(indptr[-1]), np.int32)
+    fill = indptr[:-1].copy()  # where each token's next document goes
+    parts.reverse()
+    while parts:
+        doc_of, token_of, tf = parts.pop()  # in document order, each dropped once placed
+        # bm25s's Robertson/Lucene term weight, in float64 like bm25s, stored as float32
+        tfc = tf / (k1 * ((1 - b) + b * lengths[doc_of] / avg_len) + tf)
+        scores = (idf[token_of] * tfc).astype(np.float32)
+        order = np.argsort(token_of, kind="stable")  # by token, documents ascending within each
+        token_of = token_of[order]
+        rank = np.arange(len(order)) - np.searchsorted(token_of, token_of, side="left")
+        dest = fill[token_of] + rank
+        data[dest], indices[dest] = scores[order], doc_of[order]
+        fill += np.bincount(token_of, minlength=n_vocab)
+    return {"data": data, "indices": indices, "indptr": indptr, "num_docs": n_docs}

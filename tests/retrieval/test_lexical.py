@@ -42,3 +42,13 @@ def test_build_scores_exactly_as_bm25s_indexes_from_a_stream():
         expected = np.asarray(theirs.get_scores(tokens), np.float32) if tokens else np.zeros(len(texts), np.float32)
         np.testing.assert_array_equal(ours.scores(query), expected)
     assert LexicalIndex.build([]).num_docs == 1  # the placeholder document of an empty KB, as before
+    # built in chunks of documents smaller than the corpus, the matrix is the same
+    from ameli_ray.retrieval.lexical import _bm25_matrix
+
+    vocab: dict[str, int] = {}
+    ids = [vocab.setdefault(t, len(vocab)) for text in texts for t in (tokenize(text) or ["<empty>"])]
+    lengths = np.array([len(tokenize(text) or ["<empty>"]) for text in texts])
+    whole = _bm25_matrix(np.array(ids, np.int32), lengths, len(vocab), 1.5, 0.75)
+    chunked = _bm25_matrix(np.array(ids, np.int32), lengths, len(vocab), 1.5, 0.75, chunk_docs=7)
+    for key in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(chunked[key], whole[key])
