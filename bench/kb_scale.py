@@ -175,6 +175,69 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- children
 
+class _PhasePeaks:
+    """The streamed builder's peak RSS per step of `finish`: its steps' functions are wrapped to
+    name the step, and a thread samples RSS every 50 ms (a measurement, not part of the build)."""
+
+    STEPS = (("ameli_ray.retrieval.index", "build_index", "dense index"),
+             ("ameli_ray.retrieval.lexical.LexicalIndex", "build", "BM25"),
+             ("ameli_ray.retrieval.chargram.CharGramIndex", "build", "char n-grams"),
+             ("ameli_ray.attributes.vocabulary.AttributeVocabulary", "build", "vocabulary"),
+             ("ameli_ray.kb.streamed", "write_version", "upload"))
+
+    def __init__(self):
+        self.step = "adding, copying"
+        self.peaks: dict[str, int] = {}
+        self._stop = False
+
+    def __enter__(self):
+        import threading
+
+        for where, name, label in self.STEPS:
+            owner = self._owner(where)
+            original = getattr(owner, name)
+            setattr(owner, name, self._named(original, label, isinstance(owner, type)))
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _owner(where: str):
+        import importlib
+
+        parts = where.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+            return obj
+        raise ImportError(where)
+
+    def _named(self, fn, label: str, is_class: bool):
+        peaks = self
+
+        def run(*a, **k):
+            before, peaks.step = peaks.step, label
+            try:
+                return fn(*a, **k)
+            finally:
+                peaks.step = before
+
+        return classmethod(lambda cls, *a, **k: run(*a, **k)) if is_class and hasattr(fn, "__self__") else run
+
+    def _sample(self) -> None:
+        while not self._stop:
+            self.peaks[self.step] = max(self.peaks.get(self.step, 0), round(rss_mb()))
+            time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self._thread.join()
+
+
 def child_build_streamed(args) -> dict:
     """The streamed build (kb.streamed, what `build-kb` does): batches in, never all entities held."""
     from ameli_ray.config import AmeliConfig
@@ -184,8 +247,9 @@ def child_build_streamed(args) -> dict:
     config = AmeliConfig.load(None, args.set)
     store = ObjectStore(config.s3)
     store.ensure_bucket(args.kb)
+    phases = _PhasePeaks()
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kb-scale-spill-", dir=config.index.build_dir) as spill:
+    with phases, tempfile.TemporaryDirectory(prefix="kb-scale-spill-", dir=config.index.build_dir) as spill:
         builder = None
         for entities, vectors in synthesise_batches(Path(args.base), args.size):
             builder = builder or StreamedKBBuilder(Path(spill), vectors.shape[1], 0)
@@ -199,6 +263,7 @@ def child_build_streamed(args) -> dict:
     # synthesising is part of "add" here (it runs batch by batch): the build s is add + finish
     return {"uri": uri, "build": "streamed", "synthesise_s": 0.0, "build_s": round(add_s + finish_s, 1), "write_s": 0.0,
             "add_s": round(add_s, 1), "finish_s": round(finish_s, 1), "peak_rss_mb": round(rss_mb("VmHWM")),
+            "phase_peak_rss_mb": phases.peaks,
             "kb_mb": round(sum(f.bytes for f in manifest.files.values()) / 2**20, 1), "text_index": manifest.text_index}
 
 
