@@ -261,6 +261,7 @@ class ObjectStore:
         if is_s3(uri):
             from boto3.exceptions import S3UploadFailedError
             from boto3.s3.transfer import TransferConfig
+            from botocore.exceptions import ClientError
 
             bucket, key = split_s3(uri)
             config = TransferConfig(multipart_threshold=chunk_bytes, multipart_chunksize=chunk_bytes, max_concurrency=4)
@@ -268,7 +269,10 @@ class ObjectStore:
             def upload() -> None:
                 try:
                     self.boto3_client().upload_file(str(local), bucket, key, Config=config)
-                except S3UploadFailedError as exc:  # the transfer manager's wrapper of a failed part
+                except S3UploadFailedError as exc:  # the transfer manager's wrapper of a failed request
+                    cause = exc.__cause__ or exc.__context__
+                    if isinstance(cause, ClientError):
+                        raise cause from None  # reported as every other write's error (`_call`)
                     raise StorageError(f"write {uri}: {exc}") from None
 
             self._call("write", uri, upload)
