@@ -23,6 +23,7 @@ from ameli_ray.storage import ObjectStore, join_uri
 if TYPE_CHECKING:
     from ameli_ray.corpus import CorpusJob, OnCommit
     from ameli_ray.disambiguation.model import MentionEvidence
+    from ameli_ray.encoders import ImageEncoder, TextEncoder
     from ameli_ray.formats.shards import Shard
     from ameli_ray.kb.assets import KnowledgeBase
     from ameli_ray.kb.streamed import StreamedKBBuilder
@@ -42,10 +43,12 @@ class Runner(Protocol):
         """The KB of `entities`, indexed in memory (not yet written), and each entity's image errors."""
 
     def stream_kb(self, config: AmeliConfig, shards: list["Shard"], images_uri: str | None, builder: "StreamedKBBuilder",
-                  staging_uri: str, batch_rows: int) -> str:
+                  staging_uri: str, batch_rows: int, encoders: tuple["TextEncoder", "ImageEncoder"]) -> str:
         """Reads, embeds and adds the entities of `shards` to `builder` batch by batch (the
         records a reader sets aside too); `staging_uri`: scratch space on the store, emptied by
-        the caller. Returns the runner's name for the KB's build record."""
+        the caller. `encoders`: the caller's, loaded for the KB's identity, which an in-process
+        runner embeds with instead of loading them again; Ray actors load their own. Returns the
+        runner's name for the KB's build record."""
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
         """Links `mentions` against the KB version `kb_uri`; parquet parts under `out_uri`."""
@@ -87,13 +90,10 @@ class LocalRunner:
 
         return build_kb_in_process(entities, config, ObjectStore(config.s3), name)
 
-    def stream_kb(self, config, shards, images_uri, builder, staging_uri, batch_rows) -> str:
-        from ameli_ray.encoders import ImageEncoder, TextEncoder
+    def stream_kb(self, config, shards, images_uri, builder, staging_uri, batch_rows, encoders) -> str:
         from ameli_ray.kb.build import stream_kb_in_process
 
-        store = ObjectStore(config.s3)
-        stream_kb_in_process(config, shards, images_uri, builder, store, TextEncoder(config.text_encoder, store),
-                             ImageEncoder(config.image_encoder, store), batch_rows)
+        stream_kb_in_process(config, shards, images_uri, builder, ObjectStore(config.s3), *encoders, batch_rows)
         return "in-process"
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:

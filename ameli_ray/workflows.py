@@ -89,9 +89,12 @@ def _build_kb_streamed(config: AmeliConfig, entities_uri: str, kb_uri: str, imag
     store = ObjectStore(config.s3)
     shards = list_shards(entities_uri, store)
     say(f"building KB {name} from {len(shards)} entity file(s) at {entities_uri}")
-    # built here only for their identity (model id, weights fingerprint, dims): cheap
-    text_encoder = TextEncoder(config.text_encoder, store, device="cpu")
-    image_encoder = ImageEncoder(config.image_encoder, store, device="cpu")
+    runner = make_runner(engine)
+    # the KB's identity (model ids, weights fingerprints, dims); the in-process runner also embeds
+    # with them, while under Ray the driver only needs their identity: there, kept off any GPU
+    device = None if runner.name == "local" else "cpu"
+    text_encoder = TextEncoder(config.text_encoder, store, device=device)
+    image_encoder = ImageEncoder(config.image_encoder, store, device=device)
     version = version or new_version()
     check_new_version(kb_uri, version, store)
     staging = join_uri(kb_uri, "_staging", version)  # readers' set-aside records, for the driver
@@ -99,8 +102,8 @@ def _build_kb_streamed(config: AmeliConfig, entities_uri: str, kb_uri: str, imag
     try:
         with tempfile.TemporaryDirectory(prefix="ameli-kb-", dir=config.index.build_dir) as spill:
             builder = StreamedKBBuilder(Path(spill), text_encoder.dim, image_encoder.dim)
-            runner = make_runner(engine).stream_kb(config, shards, images_uri, builder, staging,
-                                                  config.text_stage.batch_size)
+            runner_name = runner.stream_kb(config, shards, images_uri, builder, staging, config.text_stage.batch_size,
+                                           (text_encoder, image_encoder))
             embed_s = time.perf_counter() - start
             say(f"embedded {builder.n_entities} entities ({builder.n_images} images, {len(builder.rejected)} set aside) "
                 f"in {embed_s:.0f} s; indexing")
@@ -108,7 +111,7 @@ def _build_kb_streamed(config: AmeliConfig, entities_uri: str, kb_uri: str, imag
                 kb_uri, store, name=name, text_model=config.text_encoder.model, image_model=image_encoder.model_id,
                 image_fingerprint=image_encoder.fingerprint, text_fingerprint=text_encoder.fingerprint,
                 index_settings=config.index, lexical=config.retrieval.lexical, chargram=config.retrieval.chargram,
-                version=version, build_info={"runner": runner, "shards": len(shards), "embed_seconds": round(embed_s, 3),
+                version=version, build_info={"runner": runner_name, "shards": len(shards), "embed_seconds": round(embed_s, 3),
                                              "entities_per_s": round(builder.n_entities / max(embed_s, 1e-9), 2)},
             )
     finally:

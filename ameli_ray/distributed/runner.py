@@ -88,7 +88,9 @@ class RayDataRunner:
         with self.session(config), clear_errors():
             return build_kb_with_ray(entities, config, name)
 
-    def stream_kb(self, config: AmeliConfig, shards, images_uri, builder, staging_uri: str, batch_rows: int) -> str:
+    def stream_kb(self, config: AmeliConfig, shards, images_uri, builder, staging_uri: str, batch_rows: int,
+                  encoders=None) -> str:
+        """`encoders` are not used: the embedding actors load their own."""
         from ameli_ray.distributed.data import stream_kb_with_ray
 
         with self.session(config), clear_errors():

@@ -236,16 +236,20 @@ class ObjectStore:
             bucket, key = split_s3(uri)
             self._call("write", uri, lambda: self.boto3_client().put_object(Bucket=bucket, Key=key, Body=data))
             return
+        self._write_local(uri, lambda f: f.write(data))
+
+    def _write_local(self, uri: str, fill) -> None:
+        """A local file written through `fill(stream)` into a sibling, then renamed over `uri`,
+        as an S3 PUT: a concurrent reader sees the old file or the new one, never a truncated one
+        (LATEST and manifests are rewritten in place)."""
         fs, path = self.resolve(uri)
 
         def go() -> None:
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            # a sibling then a rename, as an S3 PUT: a concurrent reader sees the old file or the
-            # new one, never a truncated one (LATEST and manifests are rewritten in place)
             tmp = f"{path}.{secrets.token_hex(4)}.tmp"
             try:
                 with fs.open_output_stream(tmp) as f:
-                    f.write(data)
+                    fill(f)
                 fs.move(tmp, path)
             except BaseException:
                 if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
@@ -277,22 +281,13 @@ class ObjectStore:
 
             self._call("write", uri, upload)
             return
-        fs, path = self.resolve(uri)
 
-        def go() -> None:
-            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-            try:
-                with local.open("rb") as src, fs.open_output_stream(tmp) as f:
-                    while chunk := src.read(chunk_bytes):
-                        f.write(chunk)
-                fs.move(tmp, path)
-            except BaseException:
-                if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                    fs.delete_file(tmp)
-                raise
+        def copy(f) -> None:
+            with local.open("rb") as src:
+                while chunk := src.read(chunk_bytes):
+                    f.write(chunk)
 
-        self._call("write", uri, go)
+        self._write_local(uri, copy)
 
     def write_text(self, uri: str, text: str) -> None:
         self.write_bytes(uri, text.encode("utf-8"))
