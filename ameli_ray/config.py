@@ -361,6 +361,16 @@ class AmeliConfig(BaseSettings):
     disambiguate_stage: StageResources = Field(
         default_factory=lambda: StageResources(concurrency=1, num_cpus=0.5, batch_size=32, threads=2)
     )
+    # How a Ray Data link job runs the linker. "stages": OCR, text, image, retrieval and
+    # disambiguation as the separate actor pools above, so that each runs where it should (the
+    # encoders and the cross-encoder on GPUs, retrieval on CPUs). "fused": the whole linker in each
+    # actor of `link_stage`, block by block, as the in-process loop runs it: no hand-offs between
+    # pools, and each actor's cores serve every step in turn instead of pools competing for them
+    # (bench/corpus_scale.py measures both). "auto": stages where a stage asks for GPUs, else fused.
+    link_plan: Literal["auto", "stages", "fused"] = "auto"
+    link_stage: StageResources = Field(
+        default_factory=lambda: StageResources(concurrency=1, num_cpus=1, batch_size=128, threads=2)
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "AmeliConfig":

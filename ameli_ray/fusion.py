@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ameli_ray.calibration import Calibrator, answer_features, fit_calibrator, threshold_for_precision
 from ameli_ray.config import FusionSettings
+from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult
 
 STREAMS = ("retrieval", "text", "image")
 _STD_FLOOR = 1e-6  # a constant stream (e.g. a dummy text model) must not divide by zero
@@ -462,3 +463,40 @@ def _nil_threshold(score: np.ndarray, linked: np.ndarray, nil: np.ndarray) -> fl
     )
     t = float(candidates[int(np.argmax(right))])
     return t if math.isfinite(t) else None
+
+
+def stream_scores_of(result: LinkResult, text: np.ndarray, image: np.ndarray, top_n: int) -> StreamScores:
+    """What fusion reads of one mention: its retrieval ranking's first `top_n` candidates and the
+    two streams' scores over them (`Disambiguator.stream_scores`)."""
+    top = result.candidates[:top_n]
+    return StreamScores(retrieval=np.array([c.score for c in top], np.float64), text=text, image=image,
+                        contradicted=np.array([c.contradicted for c in top], bool))
+
+
+def final_answer(result: LinkResult, scores: StreamScores, fusion: FusionModel, top_n: int) -> LinkResult:
+    """Fusion, the attribute filter and the no-match rules over one mention's scored candidates:
+    the answer `link` writes and Serve returns (Serve runs it in its own stage)."""
+    top = result.candidates[:top_n]
+    if not top:
+        return result
+    fused = fuse(scores, fusion)
+    d = decide(fused, scores.contradicted, fusion)
+    candidates = [
+        _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
+        for i, c in enumerate(result.candidates)
+    ]
+    return result.model_copy(
+        update={
+            "candidates": candidates,
+            "entity_id": top[d.index].entity_id if d.index is not None else NIL_ENTITY,
+            "score": float(fused[d.index] if d.index is not None else fused.max()),
+            "filtered": d.filtered,
+            "best_entity_id": top[d.best].entity_id,
+            "confidence": d.confidence,
+        }
+    )
+
+
+def _with_scores(c: Candidate, text: float, image: float, final: float) -> Candidate:
+    return c.model_copy(update={"channel_scores": {**c.channel_scores, "text_stream": float(text),
+                                                   "image_stream": float(image), "final": float(final)}})

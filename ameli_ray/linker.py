@@ -25,11 +25,11 @@ from ameli_ray.encoders.image import embed_loaded, load_image_lists, split_by_ow
 from ameli_ray.errors import ConfigError
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase
 from ameli_ray.retrieval.retriever import CandidateRetriever, MentionQuery
-from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute
+from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionAttribute, MentionEvidence
 from ameli_ray.storage import ObjectStore
 
 if TYPE_CHECKING:
-    from ameli_ray.disambiguation.model import Disambiguator, MentionEvidence
+    from ameli_ray.disambiguation.model import Disambiguator
 
 
 @dataclass
@@ -200,9 +200,7 @@ def retrieval_weights(config: AmeliConfig, fitted: dict[str, float] | None) -> F
     return config.retrieval.weights
 
 
-def evidence_of(enc: EncodedMention) -> "MentionEvidence":
-    from ameli_ray.disambiguation.model import MentionEvidence
-
+def evidence_of(enc: EncodedMention) -> MentionEvidence:
     return MentionEvidence(enc.mention, [a.key for a in enc.query.attributes], enc.query.image_emb)
 
 
@@ -231,7 +229,7 @@ class LoadedLinker:
     def link(self, mentions: list[Mention]) -> list[LinkResult]:
         return self.linker.link(self.encode(mentions))
 
-    def retrieve(self, mentions: list[Mention]) -> list[tuple[LinkResult, "MentionEvidence"]]:
+    def retrieve(self, mentions: list[Mention]) -> list[tuple[LinkResult, MentionEvidence]]:
         """Candidates (retrieval + attribute filter, no disambiguation) and the evidence that
         disambiguation and training read, per mention in the order given."""
         encoded = self.encode(mentions)
@@ -276,7 +274,7 @@ def load_linker(
     elif config.disambiguation.model and config.retrieval.weights_from == "model":
         # retrieval alone over a model's KB (a Ray Data retrieval actor): the model's retrieval
         # weights still apply, read from its manifest without loading its weights
-        from ameli_ray.disambiguation.model import read_model_manifest
+        from ameli_ray.disambiguation.manifest import read_model_manifest
 
         fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.retrieval_weights
     return LoadedLinker(kb, Linker(kb, config, disambiguator, fitted_weights=fitted), mention_encoder, config)

@@ -22,11 +22,11 @@ from ameli_ray.storage import ObjectStore, join_uri
 
 if TYPE_CHECKING:
     from ameli_ray.corpus import CorpusJob, OnCommit
-    from ameli_ray.disambiguation.model import MentionEvidence
     from ameli_ray.encoders import ImageEncoder, TextEncoder
     from ameli_ray.formats.shards import Shard
     from ameli_ray.kb.assets import KnowledgeBase
     from ameli_ray.kb.streamed import StreamedKBBuilder
+    from ameli_ray.schema import MentionEvidence
     from ameli_ray.storage.commit import ShardCommit
 
 Engine = Literal["ray", "local"]

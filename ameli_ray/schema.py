@@ -8,8 +8,10 @@ ints or SKUs); a reader converts once, at the edge.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -185,3 +187,12 @@ def entities_to_table(entities: list[Entity]) -> pa.Table:
 def entities_from_table(table: pa.Table) -> list[Entity]:
     rows = table.to_pylist()
     return [Entity(**{**row, "attributes": dict(row["attributes"] or [])}) for row in rows]
+
+
+@dataclass
+class MentionEvidence:
+    """What disambiguation needs of a mention besides its candidates."""
+
+    mention: Mention
+    attribute_keys: list[str]  # keys of the attribute values read from it (statements about these come first)
+    photos: np.ndarray  # [n_photos, image_dim] raw image-tower features

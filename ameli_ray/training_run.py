@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ameli_ray.config import AmeliConfig, with_model
-from ameli_ray.disambiguation.model import MentionEvidence
 from ameli_ray.errors import InputFormatError
 from ameli_ray.kb.assets import KnowledgeBase, center_images, load_kb, read_manifest
 from ameli_ray.linker import answer_with_filter, check_compatible
 from ameli_ray.runners import Engine, Runner, make_runner
-from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention
+from ameli_ray.schema import NIL_ENTITY, LinkResult, Mention, MentionEvidence
 from ameli_ray.storage import ObjectStore
 
 Say = Callable[[str], None]
@@ -104,7 +103,8 @@ def train_model(
 ) -> dict:
     """Trains both streams and the fusion; writes a new model version under `model_uri` and
     returns what happened (version URI, per-epoch history, dev metrics, throughput)."""
-    from ameli_ray.disambiguation.model import SEEN_MENTIONS, new_manifest, seen_mentions_file, update_fusion, write_model
+    from ameli_ray.disambiguation.manifest import SEEN_MENTIONS, seen_mentions_file
+    from ameli_ray.disambiguation.model import new_manifest, update_fusion, write_model
     from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.distributed.train import checkpoint_root
     from ameli_ray.fusion import FusionModel, fit_fusion

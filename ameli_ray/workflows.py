@@ -332,7 +332,7 @@ def evaluate(
                 m["training"] = training["training"]
                 m["fusion"] = _fusion_record(training["fusion"])
             elif config.disambiguation.model:
-                from ameli_ray.disambiguation.model import read_model_manifest, seen_overlap
+                from ameli_ray.disambiguation.manifest import read_model_manifest, seen_overlap
 
                 m["fusion"] = _fusion_record(read_model_manifest(config.disambiguation.model, store)[1].fusion.model_dump())
                 # a given model may have trained or tuned on what is scored here: say so

@@ -2,7 +2,7 @@
 against a plain in-process loop, 1 and 2 workers, and where the time goes.
 
     .venv/bin/python bench/corpus_scale.py [--sizes 10000 200000] [--products 600] [--workers 1 2]
-        [--baseline-size 10000] [--photos] [--model URI] [--workdir DIR] [--set section.field=value ...]
+        [--baseline-size 10000] [--plans fused stages] [--photos] [--model URI] [--workdir DIR] [--set section.field=value ...]
 
 Data: the demo catalogue (`--products`), its KB built once, and corpora of each size written by
 `generate-corpus` (50k-review gzip shards; without photos unless `--photos`: on 2 cores the image
@@ -10,7 +10,9 @@ tower would dominate every figure). Every link runs as its own `ameli-ray link` 
 user runs it, into a fresh output; the driver's peak RSS is its VmHWM, polled from /proc.
 
 Rows:
-- `ray, N reviews, W workers`: the Ray Data job (`--engine ray`), W actors in each model stage.
+- `ray PLAN, W workers`: the Ray Data job (`--engine ray`) with `link_plan=PLAN`: `fused`, W
+  actors that each run the whole linker (the machine's cores split between them), or `stages`, W
+  actors in each model stage.
 - `in-process loop`: `--engine local` over the `--baseline-size` corpus, the same models, in the
   same run: the overhead ratio divides the Ray job's wall time by it.
 - stage breakdown: in-process, over the first 2,000 reviews of the smallest corpus: parsing,
@@ -70,6 +72,14 @@ def run_link(kb: str, corpus: str, out: Path, engine: str, overrides: list[str])
     if proc.returncode != 0:
         raise SystemExit(f"link failed ({' '.join(cmd)}):\n{stderr[-3000:]}")
     return {**json.loads(stdout.strip().splitlines()[-1]), "wall_s": round(seconds, 1), "driver_peak_rss_mb": round(peak[0], 1)}
+
+
+def plan_settings(plan: str, workers: int) -> list[str]:
+    """W actors per model stage (stages), or W fused linker actors sharing the machine's cores."""
+    if plan == "fused":
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        return [f"link_stage.concurrency={workers}", f"link_stage.threads={threads}"]
+    return [f"{s}.concurrency={workers}" for s in ("text_stage", "image_stage", "retrieve_stage", "disambiguate_stage")]
 
 
 def stage_breakdown(config, kb: str, corpus: str, n: int) -> dict[str, float]:
@@ -133,6 +143,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000])
     parser.add_argument("--baseline-size", type=int, default=10_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--plans", nargs="+", choices=["fused", "stages"], default=["fused", "stages"],
+                        help="link_plan of the Ray Data runs; every plan runs at the smallest size, the first at the others")
     parser.add_argument("--products", type=int, default=600)
     parser.add_argument("--photos", action="store_true")
     parser.add_argument("--encoder", choices=["minilm", "tiny"], default="minilm",
@@ -178,9 +190,11 @@ def main() -> None:
         console.print(f"{name}, {n} reviews: {json.dumps(run)}")
 
     for n in sorted(args.sizes):
-        for w in args.workers if n == min(args.sizes) else [min(args.workers)]:
-            stage = [f"{s}.concurrency={w}" for s in ("text_stage", "image_stage", "retrieve_stage", "disambiguate_stage")]
-            record(f"ray, {w} worker(s)", n, run_link(kb, corpora[n], work / "out" / f"ray-{n}-{w}", "ray", [*overrides, *stage]))
+        smallest = n == min(args.sizes)
+        for plan in args.plans if smallest else args.plans[:1]:
+            for w in args.workers if smallest else [min(args.workers)]:
+                settings = [*overrides, f"link_plan={plan}", *plan_settings(plan, w)]
+                record(f"ray {plan}, {w} worker(s)", n, run_link(kb, corpora[n], work / "out" / f"ray-{plan}-{n}-{w}", "ray", settings))
     baseline = run_link(kb, corpora[args.baseline_size], work / "out" / f"local-{args.baseline_size}", "local", overrides)
     record("in-process loop", args.baseline_size, baseline)
 
@@ -193,7 +207,7 @@ def main() -> None:
         table.add_row(name, f"{n:,}", f"{run['wall_s']:.1f}", f"{run['n_mentions'] / run['wall_s']:.1f}",
                       f"{run['driver_peak_rss_mb']:.0f}", f"{ratio:.2f}")
     console.print(table)
-    ray_rows = [(n, run) for name, n, run in rows if name.startswith("ray") and f"{min(args.workers)} worker" in name]
+    ray_rows = [(n, run) for name, n, run in rows if name == f"ray {args.plans[0]}, {min(args.workers)} worker(s)"]
     if len(ray_rows) >= 2:
         (n0, r0), (n1, r1) = ray_rows[0], ray_rows[-1]
         console.print(f"driver peak RSS: {r0['driver_peak_rss_mb']:.0f} MB at {n0:,} reviews, {r1['driver_peak_rss_mb']:.0f} MB at "

@@ -90,7 +90,7 @@ def main() -> int:
 
 
 def _fusion(model_uri: str, store: ObjectStore):
-    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.disambiguation.manifest import read_model_manifest
 
     return read_model_manifest(model_uri, store)[1].fusion
 

@@ -79,3 +79,20 @@ def test_only_the_factory_assembles_a_linker():
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in parts:
                 offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
     assert offenders == []
+
+
+# What runs where no model does: the driver of a Ray job (planning, commits, the streamed KB's
+# indexes) and Serve's ingress and fusion replicas, which receive `MentionEvidence` and apply the
+# fusion. torch would cost each of those processes ~400 MB of RSS for nothing.
+TORCH_FREE = ["ameli_ray.workflows", "ameli_ray.corpus", "ameli_ray.linker", "ameli_ray.kb.streamed",
+              "ameli_ray.distributed.corpus", "ameli_ray.distributed.data", "ameli_ray.serve.app",
+              "ameli_ray.serve.stages", "ameli_ray.fusion", "ameli_ray.disambiguation.manifest", "ameli_ray.schema"]
+
+
+def test_job_drivers_and_the_light_serve_stages_never_import_torch():
+    result = first_importer(TORCH_FREE, "torch")
+    assert result["culprit"] is None, f"{result['culprit']} puts torch into sys.modules: import it where a model runs"
+
+
+def test_the_torch_probe_would_catch_the_model_module():
+    assert first_importer(["ameli_ray.fusion", "ameli_ray.disambiguation.model"], "torch")["culprit"] == "ameli_ray.disambiguation.model"

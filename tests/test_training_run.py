@@ -37,7 +37,7 @@ def trained(tmp_path_factory, s3_settings):
 
 
 def test_training_writes_a_verified_model_version_and_cleans_its_checkpoints(trained):
-    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.disambiguation.manifest import read_model_manifest
     from ameli_ray.distributed.train import checkpoint_root
 
     config, store, _, outcome, _ = trained
@@ -70,7 +70,7 @@ def test_the_linker_uses_the_trained_model(trained, tmp_path):
 
 
 def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
-    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.disambiguation.manifest import read_model_manifest
     from ameli_ray.linker import load_linker
     from ameli_ray.workflows import with_model
 
@@ -102,7 +102,7 @@ def test_linking_with_another_top_n_than_the_model_was_tuned_on_is_refused(train
 
 
 def test_the_model_records_which_mentions_it_trained_and_tuned_on(trained):
-    from ameli_ray.disambiguation.model import SEEN_MENTIONS, read_model_manifest, seen_overlap
+    from ameli_ray.disambiguation.manifest import SEEN_MENTIONS, read_model_manifest, seen_overlap
 
     config, store, kb_uri, outcome, split = trained
     _, manifest = read_model_manifest(outcome["model"], store)

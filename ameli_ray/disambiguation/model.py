@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,49 +28,20 @@ import torch
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings, TextStreamSettings
 from ameli_ray.disambiguation.examples import mention_inputs, stack_match
 from ameli_ray.disambiguation.image_stream import ImageStream
+from ameli_ray.disambiguation.manifest import WHAT, ModelManifest, read_model_manifest
 from ameli_ray.disambiguation.statements import build_pair_batch
 from ameli_ray.encoders.loading import cache_dir
 from ameli_ray.errors import ConfigError
-from ameli_ray.fusion import FusionModel, StreamScores, decide, fuse
+from ameli_ray.fusion import FusionModel, StreamScores, final_answer, stream_scores_of
 from ameli_ray.kb.assets import KnowledgeBase, center_images
-from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention
+from ameli_ray.schema import LinkResult, MentionEvidence
 from ameli_ray.storage import ObjectStore
 from ameli_ray.storage.versioned import (
-    VersionedManifest,
     point_latest,
     read_verified,
-    read_versioned_manifest,
     write_manifest,
     write_version,
 )
-
-# 2: files carry {sha256, bytes} like the KB's (1 held the sha256 alone)
-MODEL_FORMAT_VERSION = 3  # 3: fusion carries a confidence calibrator
-WHAT = "disambiguation model"
-
-
-class ModelManifest(VersionedManifest):
-    remedy: ClassVar[str] = "retrain or re-upload it"
-
-    format_version: int = MODEL_FORMAT_VERSION
-    kb: str  # the KB version the streams were trained against (for the record)
-    image_model: str  # the adapter's input space
-    image_fingerprint: str
-    text_model: str | None  # the cross-encoder it was fine-tuned from; None without a text stream
-    text_settings: dict[str, Any]
-    image_settings: dict[str, Any]
-    has_image: bool
-    fusion: FusionModel
-    training: dict[str, Any] = {}
-
-
-@dataclass
-class MentionEvidence:
-    """What disambiguation needs of a mention besides its candidates."""
-
-    mention: Mention
-    attribute_keys: list[str]  # keys of the attribute values read from it (statements about these come first)
-    photos: np.ndarray  # [n_photos, image_dim] raw image-tower features
 
 
 @dataclass
@@ -79,33 +49,6 @@ class DisambiguationModel:
     manifest: ModelManifest
     text: Any | None  # TextStream (imported lazily: transformers is heavy)
     image: ImageStream | None
-
-
-SEEN_MENTIONS = "seen_mentions.json"
-
-
-def mention_key(mention_id: str) -> str:
-    """How a model records a mention it trained or tuned on: a hash, not the id itself."""
-    return hashlib.sha256(mention_id.encode()).hexdigest()[:16]
-
-
-def seen_mentions_file(train_ids: list[str], dev_ids: list[str]) -> bytes:
-    """The mentions a model was trained and tuned on, hashed (`mention_key`): `evaluate` with a
-    given model flags scored mentions among them."""
-    return json.dumps({"hash": "sha256[:16]", "train": sorted(map(mention_key, train_ids)),
-                       "dev": sorted(map(mention_key, dev_ids))}).encode()
-
-
-def seen_overlap(uri: str, store: ObjectStore, mention_ids: list[str]) -> dict | None:
-    """{"train": n, "dev": n, "n_scored": n} of `mention_ids` the model at `uri` trained or tuned
-    on; None for a model that records none (trained before it was recorded)."""
-    version_uri, manifest = read_model_manifest(uri, store)
-    if SEEN_MENTIONS not in manifest.files:
-        return None
-    seen = json.loads(read_verified(version_uri, manifest, SEEN_MENTIONS, store, WHAT))
-    keys = [mention_key(i) for i in mention_ids]
-    train, dev = set(seen["train"]), set(seen["dev"])
-    return {"train": sum(k in train for k in keys), "dev": sum(k in dev for k in keys), "n_scored": len(keys)}
 
 
 def write_model(
@@ -134,10 +77,6 @@ def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, tra
     if root_uri is not None:
         point_latest(root_uri, manifest.version, store)
     return manifest
-
-
-def read_model_manifest(uri: str, store: ObjectStore) -> tuple[str, ModelManifest]:
-    return read_versioned_manifest(uri, store, ModelManifest, WHAT, MODEL_FORMAT_VERSION)
 
 
 def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:
@@ -274,40 +213,3 @@ class Disambiguator:
     def _adapt(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return self.model.image.encode(torch.as_tensor(np.ascontiguousarray(x, np.float32))).numpy()
-
-
-def stream_scores_of(result: LinkResult, text: np.ndarray, image: np.ndarray, top_n: int) -> StreamScores:
-    """What fusion reads of one mention: its retrieval ranking's first `top_n` candidates and the
-    two streams' scores over them (`Disambiguator.stream_scores`)."""
-    top = result.candidates[:top_n]
-    return StreamScores(retrieval=np.array([c.score for c in top], np.float64), text=text, image=image,
-                        contradicted=np.array([c.contradicted for c in top], bool))
-
-
-def final_answer(result: LinkResult, scores: StreamScores, fusion: FusionModel, top_n: int) -> LinkResult:
-    """Fusion, the attribute filter and the no-match rules over one mention's scored candidates:
-    the answer `link` writes and Serve returns (Serve runs it in its own stage)."""
-    top = result.candidates[:top_n]
-    if not top:
-        return result
-    fused = fuse(scores, fusion)
-    d = decide(fused, scores.contradicted, fusion)
-    candidates = [
-        _with_scores(c, scores.text[i], scores.image[i], fused[i]) if i < len(top) else c
-        for i, c in enumerate(result.candidates)
-    ]
-    return result.model_copy(
-        update={
-            "candidates": candidates,
-            "entity_id": top[d.index].entity_id if d.index is not None else NIL_ENTITY,
-            "score": float(fused[d.index] if d.index is not None else fused.max()),
-            "filtered": d.filtered,
-            "best_entity_id": top[d.best].entity_id,
-            "confidence": d.confidence,
-        }
-    )
-
-
-def _with_scores(c: Candidate, text: float, image: float, final: float) -> Candidate:
-    return c.model_copy(update={"channel_scores": {**c.channel_scores, "text_stream": float(text),
-                                                   "image_stream": float(image), "final": float(final)}})

@@ -1,8 +1,11 @@
 """A corpus job on Ray Data: shards parsed in the workers, linked by the actor-pool stages of
 `distributed/data.py`, staged in pieces and committed shard by shard (`storage.commit`).
 
-    shard names ──read (tasks)──> records ──OCR, text, image, retrieve, disambiguate (actors)──>
-        link rows ──stage (tasks)──> pieces under _staging/ ──driver: a shard complete?──> commit task
+    shard names ──read (tasks)──> records ──the linker (actors)──> link rows ──stage (tasks)──>
+        pieces under _staging/ ──driver: a shard complete?──> commit task
+
+The linker runs as one fused pool of actors, or as OCR, text, image, retrieve and disambiguate
+pools of their own (`data.link_plan`).
 
 Rows carry their shard's part name and their place in it through every stage, so the driver
 can tell when all of a shard's mentions are back (the reader writes how many there are once it
@@ -18,7 +21,7 @@ import pyarrow as pa
 
 from ameli_ray.config import S3Settings
 from ameli_ray.corpus import CorpusJob, OnCommit, in_input_order
-from ameli_ray.distributed.data import embed_stages, link_stages
+from ameli_ray.distributed.data import mention_link_stages
 from ameli_ray.errors import AmeliError
 from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
 from ameli_ray.storage import ObjectStore, parquet_bytes
@@ -142,7 +145,7 @@ def link_corpus_with_ray(job: CorpusJob, on_commit: OnCommit) -> dict[str, Shard
         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "attempt": out.attempt, "images_uri": job.images_uri,
                    "batch_rows": job.batch_rows},
     )
-    ds = link_stages(embed_stages(ds, "mention", config, job.kb_manifest), config, job.kb_uri)
+    ds = mention_link_stages(ds, config, job.kb_uri, job.kb_manifest)
     ds = ds.map_batches(stage_pieces, batch_size=None, batch_format="pyarrow", num_cpus=0,
                         fn_kwargs={"s3": s3, "out_uri": out.out_uri, "job": out.job, "attempt": out.attempt})
 

@@ -115,11 +115,14 @@ def _ocr_wanted(kind: str, config: AmeliConfig) -> bool:
 def _embedded(records: list, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
     """A dataset of records with text_emb, image_emb and errors columns (and ocr, ocr_errors
     when OCR runs for this kind of record). Mentions are embedded for the KB of `kb_manifest`."""
+    return embed_stages(_record_rows(records, config), kind, config, kb_manifest)
+
+
+def _record_rows(records: list, config: AmeliConfig):
     import ray
 
     rows = [{"row": i, "record": r.model_dump_json()} for i, r in enumerate(records)]
-    ds = ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
-    return embed_stages(ds, kind, config, kb_manifest)
+    return ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
 
 
 def embed_stages(ds, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
@@ -323,8 +326,8 @@ def _carry(batch: pa.Table, out: pa.Table) -> pa.Table:
 
 def _with_evidence(batch: pa.Table, image_dim: int) -> list:
     """(LinkResult, MentionEvidence) of each row of RetrieveStage's output with `keep_evidence`."""
-    from ameli_ray.disambiguation.model import MentionEvidence
     from ameli_ray.linker import link_result_from_row
+    from ameli_ray.schema import MentionEvidence
 
     extra = ["record", "image_emb", *(c for c in _CARRIED if c in batch.column_names)]
     results = [link_result_from_row(r) for r in batch.drop_columns(extra).to_pylist()]
@@ -351,7 +354,7 @@ def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig)
 def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: AmeliConfig, store: ObjectStore) -> int:
     """Links mentions and writes parquet files under `out_uri` (local or s3://). Returns the row count."""
     kb_uri, manifest = read_manifest(kb_uri, store)  # one version for every actor, even if LATEST moves
-    ds = link_stages(_embedded(mentions, "mention", config, manifest), config, kb_uri)
+    ds = mention_link_stages(_record_rows(mentions, config), config, kb_uri, manifest)
     store.ensure_bucket(out_uri)
     # Each block becomes one parquet file written through the ObjectStore, so the output goes
     # wherever the inputs came from with the same credentials, timeouts and error messages.
@@ -360,6 +363,44 @@ def link_with_ray(mentions: list[Mention], kb_uri: str, out_uri: str, config: Am
         batch_format="pyarrow", batch_size=None, concurrency=1, num_cpus=0.25,
     ).sum("rows")
     return int(written or 0)
+
+
+def link_plan(config: AmeliConfig) -> str:
+    """"fused" or "stages" (config.link_plan): auto keeps the stages apart where one of them asks
+    for GPUs, so that only that stage's actors hold them."""
+    if config.link_plan != "auto":
+        return config.link_plan
+    stages = (config.ocr_stage, config.text_stage, config.image_stage, config.retrieve_stage, config.disambiguate_stage)
+    return "stages" if any(s.num_gpus for s in stages) else "fused"
+
+
+def mention_link_stages(ds, config: AmeliConfig, kb_uri: str, kb_manifest: KBManifest):
+    """Mention `record` rows in, link rows out (the rows' `part` and `position` carried), by the
+    configured plan: one fused `LinkStage` pool, or the embedding stages then `link_stages`."""
+    if link_plan(config) == "fused":
+        return ds.map_batches(LinkStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
+                              batch_format="pyarrow", **actor_options(config.link_stage))
+    return link_stages(embed_stages(ds, "mention", config, kb_manifest), config, kb_uri)
+
+
+class LinkStage:
+    """The whole linker in one actor: OCR, both encoders, retrieval, the attribute filter and,
+    with a model, disambiguation and fusion: the calls the in-process loop makes, block by block."""
+
+    def __init__(self, config: AmeliConfig, kb_uri: str):
+        from ameli_ray.encoders.text import pick_device
+        from ameli_ray.linker import load_linker
+
+        set_threads(config.link_stage)
+        # load_linker checks the encoders and the model against the KB, as in-process
+        device = pick_device(None) if config.link_stage.num_gpus else "cpu"
+        self.linker = load_linker(config, kb_uri, device=device)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from ameli_ray.linker import link_result_row
+
+        rows = [link_result_row(r) for r in self.linker.link(_records(batch, "mention"))]
+        return _carry(batch, pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA))
 
 
 def link_stages(ds, config: AmeliConfig, kb_uri: str):

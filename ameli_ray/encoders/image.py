@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ameli_ray.config import TINY_CLIP, ImageEncoderSettings
@@ -41,6 +40,7 @@ class ImageEncoder:
 
     def __init__(self, settings: ImageEncoderSettings, store: ObjectStore | None = None, device: str | None = None):
         import open_clip
+        import torch
 
         register_small_configs()
         self.settings = settings
@@ -74,15 +74,17 @@ class ImageEncoder:
     def model_id_for(settings: ImageEncoderSettings) -> str:
         return f"open_clip:{settings.model}:{settings.pretrained or f'random-seed{settings.seed}'}"
 
-    @torch.inference_mode()
     def encode(self, images: list[Image.Image], batch_size: int | None = None) -> np.ndarray:
+        import torch
+
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         bs = batch_size or self.settings.batch_size
         out = []
         for start in range(0, len(images), bs):
             batch = torch.stack([self.preprocess(img) for img in images[start : start + bs]]).to(self.device)
-            with torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype != torch.float32):
+            with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype,
+                                                        enabled=self.dtype != torch.float32):
                 feats = self.visual(batch)
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ameli_ray.config import TextEncoderSettings
 from ameli_ray.encoders.loading import resolve_model_ref, safetensors_only, weights_fingerprint
@@ -14,6 +13,8 @@ from ameli_ray.storage import ObjectStore
 def pick_device(device: str | None = None) -> str:
     if device and device != "auto":
         return device
+    import torch  # here, not at the top: a driver that only plans a job never needs torch's ~400 MB
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -72,7 +72,7 @@ def ablation_rows(config, kb_uri: str, mentions: list, rows: list[dict], say=lam
     """`rows`: the full pipeline's link output for `mentions`. The re-linked rows run in-process
     on one encoding of the mentions (text, photos, OCR) and one disambiguator, whose pair cache
     spares the cross-encoder the statements the variants share."""
-    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.disambiguation.manifest import read_model_manifest
     from ameli_ray.linker import link_result_row, load_linker
     from ameli_ray.storage import ObjectStore
 

@@ -1,5 +1,5 @@
 """What each Serve deployment does, without Ray: the three stages over the same linking core as
-the batch job (`linker.load_linker`, `Disambiguator.stream_scores`, `disambiguation.model.final_answer`),
+the batch job (`linker.load_linker`, `Disambiguator.stream_scores`, `fusion.final_answer`),
 the versions each holds (hot swap), and the response. `serve/app.py` wraps these in deployments.
 
     retrieval       mention encoders (text, photos, OCR), attributes, retrieval, attribute views
@@ -55,7 +55,7 @@ def resolve_versions(config: AmeliConfig, kb: str, model: str | None) -> Version
     kb_uri, kb_manifest = read_manifest(kb, store)
     model_uri = model_version = None
     if model:
-        from ameli_ray.disambiguation.model import read_model_manifest
+        from ameli_ray.disambiguation.manifest import read_model_manifest
 
         model_uri, model_manifest = read_model_manifest(model, store)
         model_version = model_manifest.version
@@ -129,7 +129,7 @@ class Retrieved:
     key: str
     versions: Versions
     result: LinkResult
-    evidence: Any  # disambiguation.model.MentionEvidence
+    evidence: Any  # schema.MentionEvidence
     views: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)  # id -> name, matched, contradicted
     has_model: bool = False
 
@@ -217,7 +217,7 @@ def load_fusion(config: AmeliConfig, key: str) -> FusionAssets:
     _, model = split_key(key)
     if model is None:
         return FusionAssets(None, config.disambiguation.fusion.top_n)
-    from ameli_ray.disambiguation.model import read_model_manifest
+    from ameli_ray.disambiguation.manifest import read_model_manifest
 
     fusion = read_model_manifest(model, ObjectStore(config.s3))[1].fusion
     return FusionAssets(fusion, fusion.top_n or config.disambiguation.fusion.top_n)
@@ -229,7 +229,7 @@ def answer(assets: FusionAssets, item: Retrieved, scores: tuple[np.ndarray, np.n
     the filter and the no-match rules; without one, retrieval and the filter (already applied)."""
     if assets.fusion is None or scores is None:
         return item.result
-    from ameli_ray.disambiguation.model import final_answer, stream_scores_of
+    from ameli_ray.fusion import final_answer, stream_scores_of
 
     fusion = assets.fusion if weights is None else assets.fusion.model_copy(update={"weights": weights, "gate": 0.0})
     return final_answer(item.result, stream_scores_of(item.result, *scores, assets.top_n), fusion, assets.top_n)

@@ -26,7 +26,7 @@ SCRIPT = REPO / "cluster" / "local.sh"
 # On 2 cores, actors at the default 0.5 CPU each can leave no CPU for Ray Data's read tasks: quarter-CPU
 # actors, as one would set on a small machine (AMELI_<SECTION>__<FIELD>, inherited by the jobs).
 SMALL = {f"AMELI_{stage.upper()}__NUM_CPUS": "0.25"
-         for stage in ("text_stage", "image_stage", "ocr_stage", "retrieve_stage", "disambiguate_stage")}
+         for stage in ("text_stage", "image_stage", "ocr_stage", "retrieve_stage", "disambiguate_stage", "link_stage")}
 
 
 def user_env(state: Path, **extra: str) -> dict[str, str]:

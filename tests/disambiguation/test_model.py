@@ -8,14 +8,8 @@ import torch
 
 from ameli_ray.config import DisambiguationSettings, ImageStreamSettings
 from ameli_ray.disambiguation.image_stream import ADAPTER_FILE, ImageStream
-from ameli_ray.disambiguation.model import (
-    MODEL_FORMAT_VERSION,
-    ModelManifest,
-    load_model,
-    read_model_manifest,
-    update_fusion,
-    write_model,
-)
+from ameli_ray.disambiguation.manifest import MODEL_FORMAT_VERSION, ModelManifest, read_model_manifest
+from ameli_ray.disambiguation.model import load_model, update_fusion, write_model
 from ameli_ray.errors import ChecksumMismatch, InputFormatError, StorageError
 from ameli_ray.fusion import FusionModel
 from ameli_ray.storage import join_uri

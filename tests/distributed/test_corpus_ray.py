@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 # small blocks, so shards commit one by one while the job is still running
 SETTINGS = ["--set", "ray.num_cpus=2", "--set", "text_stage.batch_size=8", "--set", "image_stage.batch_size=8",
-            "--set", "retrieve_stage.batch_size=8", "--set", "ocr.engine=none"]
+            "--set", "retrieve_stage.batch_size=8", "--set", "link_stage.batch_size=8", "--set", "ocr.engine=none"]
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +41,12 @@ def _answers(out: str) -> list[tuple[str, str, tuple[str, ...]]]:
     return [(r["mention_id"], r["entity_id"], tuple(r["candidate_ids"][:3])) for r in rows]
 
 
-def _start(kb: str, corpus: str, out: str) -> subprocess.Popen:
+def _start(kb: str, corpus: str, out: str, plan: str = "auto") -> subprocess.Popen:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     # a session of its own: the driver and the Ray it starts can be killed together
     return subprocess.Popen(
-        [sys.executable, "-m", "ameli_ray.cli", "link", "--kb", kb, "--mentions", corpus, "--out", out, *SETTINGS],
+        [sys.executable, "-m", "ameli_ray.cli", "link", "--kb", kb, "--mentions", corpus, "--out", out, *SETTINGS,
+         "--set", f"link_plan={plan}"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -110,20 +111,21 @@ def test_the_driver_killed_mid_run_then_the_same_command_finishes_exactly_once(j
     # where the rerun's time went, from Ray Data's stats: every model stage worked and took time
     # (Ray Data may fuse neighbouring stages into one operator, named "a->b")
     stages = {part: times for name, times in stats["stages"].items() for part in name.split("->")}
-    assert {"read_shards", "TextEmbedStage", "RetrieveStage", "stage_pieces"} <= set(stages)
-    assert all(stages[s]["busy_s"] > 0 and stages[s]["span_s"] > 0 for s in ("TextEmbedStage", "RetrieveStage"))
+    assert {"read_shards", "LinkStage", "stage_pieces"} <= set(stages)  # the fused plan: no GPU asked for
+    assert stages["LinkStage"]["busy_s"] > 0 and stages["LinkStage"]["span_s"] > 0
     assert _answers(out) == expected  # each mention once, in input order, the same answers
     assert not list(Path(out).glob("_staging/**/*.parquet"))
 
 
-def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(job, tmp_path):
+@pytest.mark.parametrize("plan, actor", [("fused", "LinkStage"), ("stages", "RetrieveStage")])
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(job, tmp_path, plan, actor):
     kb, corpus, expected = job
     out = str(tmp_path / "out")
-    proc = _start(kb, corpus, out)
+    proc = _start(kb, corpus, out, plan)
     try:
         _wait_for_commits(out, proc)
-        workers = {pid: cmd for pid, cmd in _session_processes(proc.pid).items() if "RetrieveStage" in cmd}
-        assert workers, "no retrieval actor found"
+        workers = {pid: cmd for pid, cmd in _session_processes(proc.pid).items() if actor in cmd}
+        assert workers, f"no {actor} actor found"
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         try:
