@@ -79,7 +79,12 @@ def plan_settings(plan: str, workers: int) -> list[str]:
     if plan == "fused":
         threads = max(1, (os.cpu_count() or 1) // workers)
         return [f"link_stage.concurrency={workers}", f"link_stage.threads={threads}"]
-    return [f"{s}.concurrency={workers}" for s in ("text_stage", "image_stage", "retrieve_stage", "disambiguate_stage")]
+    # every actor of every pool must fit at once: pools that hold the CPUs while waiting for an
+    # upstream pool whose actors cannot start leave Ray Data waiting for ever (seen with 2 workers
+    # per stage at 0.5 CPU each on 2 cores)
+    stages = ("ocr_stage", "text_stage", "image_stage", "retrieve_stage", "disambiguate_stage")
+    cpus = round(min(0.5, (os.cpu_count() or 1) / (len(stages) * workers)), 3)
+    return [f"{s}.{k}={v}" for s in stages for k, v in (("concurrency", workers), ("num_cpus", cpus))]
 
 
 def stage_breakdown(config, kb: str, corpus: str, n: int) -> dict[str, float]:
