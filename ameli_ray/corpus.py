@@ -24,7 +24,6 @@ import pyarrow as pa
 
 from ameli_ray.config import AmeliConfig, with_model
 from ameli_ray.formats.shards import Shard, list_shards, read_shard
-from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
 from ameli_ray.storage import ObjectStore
 from ameli_ray.storage.commit import SUCCESS, JobOutput, ShardCommit, job_fingerprint, part_name
 
@@ -120,7 +119,7 @@ def previous_summary(job: CorpusJob) -> dict | None:
 def link_corpus_in_process(job: CorpusJob, on_commit: OnCommit) -> dict[str, ShardCommit]:
     """The plain loop: one shard after another through one in-process linker (small corpora,
     tests, and the baseline the Ray Data job is measured against)."""
-    from ameli_ray.linker import link_result_row, load_linker
+    from ameli_ray.linker import link_result_table, load_linker
 
     if not job.todo:  # every shard committed by an earlier run that died before _SUCCESS
         return {}
@@ -128,12 +127,12 @@ def link_corpus_in_process(job: CorpusJob, on_commit: OnCommit) -> dict[str, Sha
     linker = load_linker(job.config, job.kb_uri, store)
     commits = {}
     for part, shard in job.todo:
-        rows, positions, rejected = [], [], []
+        results, positions, rejected = [], [], []
         for batch in read_shard(shard.uri, store, job.images_uri, job.batch_rows):
-            rows.extend(link_result_row(r) for r in linker.link(batch.mentions))
+            results.extend(linker.link(batch.mentions))
             positions.extend(batch.positions)
             rejected.extend(batch.rejected)
-        table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+        table = link_result_table(results)
         commits[part] = job.out.commit(shard.to_json(), part, in_input_order(table, positions), rejected)
         on_commit(commits[part])
     return commits

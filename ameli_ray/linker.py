@@ -11,6 +11,7 @@ the disambiguation model): no runner builds its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, Mention
 from ameli_ray.storage import ObjectStore
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ameli_ray.disambiguation.model import Disambiguator
 
 
@@ -306,6 +309,15 @@ def link_result_from_row(row: dict) -> LinkResult:
         filtered=row["filtered"], errors=row["errors"], confidence=row.get("confidence"),
         best_entity_id=row.get("best_entity_id") or "",
     )
+
+
+def link_result_table(results: "Iterable[LinkResult]") -> "pa.Table":
+    """LinkResults as a table of LINK_RESULT_ARROW_SCHEMA (what `link` writes)."""
+    import pyarrow as pa
+
+    from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+
+    return pa.Table.from_pylist([link_result_row(r) for r in results], schema=LINK_RESULT_ARROW_SCHEMA)
 
 
 def link_result_row(result: LinkResult) -> dict:

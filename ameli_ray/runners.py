@@ -97,16 +97,12 @@ class LocalRunner:
         return "in-process"
 
     def link(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str) -> None:
-        import pyarrow as pa
-
-        from ameli_ray.linker import link_result_row, load_linker
-        from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA
+        from ameli_ray.linker import link_result_table, load_linker
         from ameli_ray.storage import parquet_bytes
 
-        rows = [link_result_row(r) for r in load_linker(config, kb_uri).link(mentions)]
+        table = link_result_table(load_linker(config, kb_uri).link(mentions))
         store = ObjectStore(config.s3)
         store.ensure_bucket(out_uri)
-        table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
         store.write_bytes(join_uri(out_uri, "part-00000.parquet"), parquet_bytes(table))
 
     def link_corpus(self, job: "CorpusJob", on_commit: "OnCommit"):

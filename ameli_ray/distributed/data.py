@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 from ameli_ray.config import AmeliConfig
-from ameli_ray.distributed.runtime import actor_options, set_threads
+from ameli_ray.distributed.runtime import actor_options, set_threads, stage_device
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase, assemble_kb, read_manifest
-from ameli_ray.schema import LINK_RESULT_ARROW_SCHEMA, Entity, Mention
+from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage import ObjectStore
 
 _F32_LIST = pa.list_(pa.float32())
@@ -271,7 +271,7 @@ class RetrieveStage:
         self.keep_evidence = keep_evidence
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ameli_ray.linker import EncodedMention, link_result_row
+        from ameli_ray.linker import EncodedMention, link_result_table
         from ameli_ray.retrieval.retriever import MentionQuery
 
         dim = self.kb.manifest.image_dim
@@ -285,8 +285,7 @@ class RetrieveStage:
             m = Mention.model_validate_json(mj)
             query = MentionQuery(m.text, np.asarray(t, np.float32), np.asarray(im, np.float32).reshape(-1, dim), surface=m.surface)
             encoded.append(EncodedMention(m, query, errs + oerrs, ocr))
-        rows = [link_result_row(r) for r in self.linker.retrieve(encoded)]
-        table = pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA)
+        table = link_result_table(self.linker.retrieve(encoded))
         if self.keep_evidence:
             table = table.append_column("record", batch.column("record")).append_column("image_emb", batch.column("image_emb"))
         return _carry(batch, table)
@@ -297,20 +296,18 @@ class DisambiguateStage:
     Its own actor pool: the cross-encoder is the part that wants a GPU."""
 
     def __init__(self, config: AmeliConfig, kb_uri: str):
-        from ameli_ray.encoders.text import pick_device
         from ameli_ray.linker import load_linker
 
         set_threads(config.disambiguate_stage)
-        device = pick_device(None) if config.disambiguate_stage.num_gpus else "cpu"
+        device = stage_device(config.disambiguate_stage)
         loaded = load_linker(config, kb_uri, encoder=False, device=device)
         self.kb, self.disambiguator = loaded.kb, loaded.disambiguator
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ameli_ray.linker import link_result_row
+        from ameli_ray.linker import link_result_table
 
         results, evidence = zip(*_with_evidence(batch, self.kb.manifest.image_dim)) if batch.num_rows else ((), ())
-        out = [link_result_row(r) for r in self.disambiguator.rerank(list(evidence), list(results))]
-        return _carry(batch, pa.Table.from_pylist(out, schema=LINK_RESULT_ARROW_SCHEMA))
+        return _carry(batch, link_result_table(self.disambiguator.rerank(list(evidence), list(results))))
 
 
 # where a corpus job's row came from (its shard's part, its place there): kept through the stages
@@ -388,19 +385,17 @@ class LinkStage:
     with a model, disambiguation and fusion: the calls the in-process loop makes, block by block."""
 
     def __init__(self, config: AmeliConfig, kb_uri: str):
-        from ameli_ray.encoders.text import pick_device
         from ameli_ray.linker import load_linker
 
         set_threads(config.link_stage)
         # load_linker checks the encoders and the model against the KB, as in-process
-        device = pick_device(None) if config.link_stage.num_gpus else "cpu"
+        device = stage_device(config.link_stage)
         self.linker = load_linker(config, kb_uri, device=device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ameli_ray.linker import link_result_row
+        from ameli_ray.linker import link_result_table
 
-        rows = [link_result_row(r) for r in self.linker.link(_records(batch, "mention"))]
-        return _carry(batch, pa.Table.from_pylist(rows, schema=LINK_RESULT_ARROW_SCHEMA))
+        return _carry(batch, link_result_table(self.linker.link(_records(batch, "mention"))))
 
 
 def link_stages(ds, config: AmeliConfig, kb_uri: str):

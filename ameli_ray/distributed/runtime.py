@@ -65,6 +65,16 @@ def actor_options(stage: StageResources) -> dict:
     )
 
 
+def stage_device(stage: StageResources) -> str:
+    """Where a stage's model runs: the GPU Ray gave the actor (`num_gpus`), else the CPU even
+    where the node has GPUs the actor was not given."""
+    if not stage.num_gpus:
+        return "cpu"
+    from ameli_ray.encoders.text import pick_device
+
+    return pick_device(None)
+
+
 def set_threads(stage: "StageResources | ServeStage") -> None:
     """Torch in an actor must not assume the whole machine: N actors x all cores thrash."""
     import torch
