@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 # Ray must bind 127.0.0.1 only (see ../shared/ENVIRONMENT.md); set before anything imports ray.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -10,11 +12,19 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch threads must not spin against Ray actors on 2 cores
+# The suite's model caches live and die with the session, never in the user's ~/.cache: a CI
+# machine that runs it day after day would otherwise fill its disk with test models.
+_CACHE = tempfile.mkdtemp(prefix="ameli-test-cache-")
+os.environ["AMELI_CACHE_DIR"] = _CACHE
 
 import pytest
 
 from ameli_ray.config import S3Settings
 from ameli_ray.storage import LocalS3Server, ObjectStore
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from ameli_ray.disambiguation.examples import mention_inputs, stack_match
 from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.manifest import WHAT, ModelManifest, read_model_manifest
 from ameli_ray.disambiguation.statements import build_pair_batch
-from ameli_ray.encoders.loading import cache_dir
+from ameli_ray.encoders.loading import cache_dir, prune_cache, touch_cache_entry
 from ameli_ray.errors import ConfigError
 from ameli_ray.fusion import FusionModel, StreamScores, final_answer, stream_scores_of
 from ameli_ray.kb.assets import KnowledgeBase, center_images
@@ -87,6 +87,8 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
     local = cache_dir() / "disambiguation" / f"{manifest.name}-{manifest.version}-{key}"
     for name in manifest.files:
         read_verified(version_uri, manifest, name, store, WHAT, cache=local)
+    touch_cache_entry(local)
+    prune_cache(local.parent)
     text = None
     if manifest.text_model is not None:
         from ameli_ray.disambiguation.text_stream import TextStream

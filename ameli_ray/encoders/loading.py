@@ -10,6 +10,11 @@ safetensors only (`safetensors_only`).
 The cache is keyed by the URI *and* the objects' ETags (weights replaced under the same URI are
 downloaded again), and every cached file is checked against the sha256 recorded when it was
 downloaded before it is used (a damaged or altered cache is downloaded again).
+
+The cache is bounded: each kind of entry (downloaded models, disambiguation model versions)
+keeps the `AMELI_CACHE_KEEP` (default 8) most recently used entries, and an entry used in the
+last hour is never removed (another process may be loading it). Without this, a replica that
+hot-swaps models or a nightly training job fills the disk one model version at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ameli_ray.errors import ModelLoadError
@@ -35,6 +41,43 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("AMELI_CACHE_DIR", Path.home() / ".cache" / "ameli-ray"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+CACHE_KEEP = 8
+_IN_USE_S = 3600.0
+
+
+def touch_cache_entry(entry: Path) -> None:
+    """Marks an entry as just used (its folder's mtime orders the entries for `prune_cache`)."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass  # a read-only or vanished cache costs only its place in the order
+
+
+def prune_cache(kind: Path, keep: int | None = None, *, in_use_s: float = _IN_USE_S) -> list[Path]:
+    """Removes the least recently used entries under `kind` beyond the `keep` newest; entries
+    used within `in_use_s` stay whatever their rank. Returns the removed folders."""
+    if keep is None:
+        try:
+            keep = max(1, int(os.environ.get("AMELI_CACHE_KEEP", CACHE_KEEP)))
+        except ValueError:
+            keep = CACHE_KEEP
+    try:
+        entries = [(p.stat().st_mtime, p) for p in kind.iterdir() if p.is_dir() and not p.name.startswith("tmp")]
+    except OSError:
+        return []
+    entries.sort(reverse=True)
+    now = time.time()
+    removed = []
+    for mtime, path in entries[keep:]:
+        if now - mtime < in_use_s:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        _log.info("model cache %s: removed %d least recently used entries", kind, len(removed))
+    return removed
 
 
 def packaged_model_path(name: str) -> str:
@@ -101,6 +144,7 @@ def _cached(ref: str, store: ObjectStore) -> Path:
         except (ValueError, KeyError, TypeError):
             damaged = [_CACHE_MANIFEST]
         if not damaged:
+            touch_cache_entry(target)
             return found
         _log.warning("cached copy of %s does not match what was downloaded (%s): downloading it again", ref, ", ".join(damaged[:3]))
     shutil.rmtree(target, ignore_errors=True)
@@ -119,6 +163,7 @@ def _cached(ref: str, store: ObjectStore) -> Path:
         except OSError:
             if not target.exists():
                 raise
+    prune_cache(target.parent)
     return found
 
 
