@@ -47,6 +47,9 @@ class TextEncoderSettings(_Section):
     # only ever drops the tail of long descriptions, and halves the cost of embedding them.
     max_seq_length: int = Field(128, ge=8)
     batch_size: int = Field(64, ge=1)
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="inference: auto = bf16 autocast on GPU, fp32 on CPU; bf16 also on CPU; no = fp32"
+    )
     allow_pickle: bool = Field(
         False, description="load pickled weights (.pt/.bin/.pth), which can run code, from s3:// and let transformers read them; "
         "off: safetensors only",
@@ -64,6 +67,9 @@ class ImageEncoderSettings(_Section):
         "off: safetensors only",
     )
     batch_size: int = Field(32, ge=1)
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="inference: auto = bf16 autocast on GPU, fp32 on CPU; bf16 also on CPU; no = fp32"
+    )
     max_images_per_entity: int = Field(4, ge=1)
     max_images_per_mention: int = Field(4, ge=1)
 
@@ -185,6 +191,9 @@ class TextStreamSettings(_Section):
     dropout: float = Field(0.1, ge=0, lt=1)
     frozen_layers: int = Field(0, ge=0, description="lower transformer layers kept frozen during training")
     batch_pairs: int = Field(256, ge=1, description="pairs per forward pass at inference")
+    mixed_precision: Literal["auto", "bf16", "no"] = Field(
+        "auto", description="inference: auto = bf16 autocast on GPU, fp32 on CPU; bf16 also on CPU; no = fp32"
+    )
 
 
 class ImageStreamSettings(_Section):

@@ -93,8 +93,9 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
     if manifest.text_model is not None:
         from ameli_ray.disambiguation.text_stream import TextStream
 
-        # the shape of the inputs is the trained model's; only the batching is the caller's
-        text_settings = TextStreamSettings(**{**manifest.text_settings, "batch_pairs": settings.text.batch_pairs})
+        # the shape of the inputs is the trained model's; the batching and precision are the caller's
+        text_settings = TextStreamSettings(**{**manifest.text_settings, "batch_pairs": settings.text.batch_pairs,
+                                              "mixed_precision": settings.text.mixed_precision})
         text = TextStream.load(local / "text", text_settings).to(device).eval()
     image = None
     if manifest.has_image:

@@ -9,7 +9,6 @@ holds only the config (and the image stream its feature dimension), never a mode
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -19,6 +18,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from ameli_ray import precision
 from ameli_ray.config import AmeliConfig, TrainSettings
 from ameli_ray.disambiguation.examples import collate_text, n_slots
 from ameli_ray.disambiguation.image_stream import ImageStream
@@ -51,10 +51,7 @@ def _feed(h, value: Any) -> None:
 
 def autocast(device: torch.device, train: TrainSettings):
     """bf16 autocast on GPU unless switched off; fp32 on CPU unless bf16 is asked for."""
-    wanted = train.mixed_precision == "bf16" or (train.mixed_precision == "auto" and device.type == "cuda")
-    if not wanted:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return precision.autocast(device, train.mixed_precision)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

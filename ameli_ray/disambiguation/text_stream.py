@@ -30,6 +30,7 @@ from ameli_ray.disambiguation.match_features import n_match_features
 from ameli_ray.disambiguation.statements import PairBatch
 from ameli_ray.encoders.loading import resolve_model_ref, safetensors_only
 from ameli_ray.errors import ConfigError, InputFormatError, ModelLoadError
+from ameli_ray.precision import autocast
 from ameli_ray.storage import ObjectStore
 
 __all__ = ["TextStream", "find_hf_folder"]
@@ -227,7 +228,9 @@ class TextStream(nn.Module):
                     rows = order[start : start + step]
                     chunk = self.tokenizer.pad({k: [enc[k][i] for i in rows] for k in enc.keys()}, return_tensors="pt")
                     tokens = {k: v.to(self.device) for k, v in chunk.items()}
-                    features[torch.as_tensor(rows, device=self.device)] = self.encode_pairs(tokens).float()
+                    with autocast(self.device, self.settings.mixed_precision):
+                        pooled = self.encode_pairs(tokens)
+                    features[torch.as_tensor(rows, device=self.device)] = pooled.float()
             return features
         finally:
             self.train(was_training)

@@ -16,6 +16,7 @@ from ameli_ray.config import TINY_CLIP, ImageEncoderSettings
 from ameli_ray.encoders.loading import resolve_model_ref, weights_fingerprint
 from ameli_ray.encoders.text import pick_device
 from ameli_ray.errors import ModelLoadError
+from ameli_ray.precision import autocast
 from ameli_ray.storage import ObjectStore
 
 # Small enough for a 2-core CPU (~150 images/s at 128 px), deep enough to keep colour and layout.
@@ -64,7 +65,6 @@ class ImageEncoder:
         self.preprocess = preprocess
         self.dim = int(model.visual.output_dim)
         self.fingerprint = weights_fingerprint(self.visual)
-        self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
 
     @property
     def model_id(self) -> str:
@@ -83,8 +83,7 @@ class ImageEncoder:
         out = []
         for start in range(0, len(images), bs):
             batch = torch.stack([self.preprocess(img) for img in images[start : start + bs]]).to(self.device)
-            with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=self.dtype,
-                                                        enabled=self.dtype != torch.float32):
+            with torch.inference_mode(), autocast(self.device, self.settings.mixed_precision):
                 feats = self.visual(batch)
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

@@ -7,6 +7,7 @@ import numpy as np
 from ameli_ray.config import TextEncoderSettings
 from ameli_ray.encoders.loading import resolve_model_ref, safetensors_only, weights_fingerprint
 from ameli_ray.errors import ModelLoadError
+from ameli_ray.precision import autocast
 from ameli_ray.storage import ObjectStore
 
 
@@ -45,11 +46,14 @@ class TextEncoder:
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.model.encode(
-            list(texts),
-            batch_size=batch_size or self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        import torch
+
+        with torch.inference_mode(), autocast(self.device, self.settings.mixed_precision):
+            out = self.model.encode(
+                list(texts),
+                batch_size=batch_size or self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(out.float().cpu().numpy(), dtype=np.float32)

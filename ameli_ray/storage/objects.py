@@ -56,6 +56,10 @@ def parquet_bytes(table) -> bytes:
     return buf.getvalue()
 
 
+class _NeverRaised(Exception):
+    """Stands in for botocore's exceptions where botocore is not installed."""
+
+
 class ObjectStore:
     """Reads and writes bytes under local paths and s3:// URIs with one set of S3 settings."""
 
@@ -124,8 +128,11 @@ class ObjectStore:
 
     # -- operations --------------------------------------------------------------------------
     def _call(self, what: str, uri: str, fn):
-        from botocore.exceptions import BotoCoreError, ClientError
-        from botocore.exceptions import ConnectionError as BotoConnectionError
+        try:
+            from botocore.exceptions import BotoCoreError, ClientError
+            from botocore.exceptions import ConnectionError as BotoConnectionError
+        except ImportError:  # local paths need no boto3 (a GPU box that only benchmarks models)
+            BotoCoreError = ClientError = BotoConnectionError = _NeverRaised
 
         try:
             return fn()

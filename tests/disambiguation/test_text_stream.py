@@ -273,3 +273,19 @@ def _mention(text: str):
     from ameli_ray.schema import Mention
 
     return Mention(id="m", text=text, surface="")
+
+
+def test_bf16_scoring_stays_close_to_fp32_and_auto_is_fp32_on_a_cpu(stream):
+    batch = build_pair_batch(_items(stream.settings)[0])
+    saved = stream.settings
+    try:
+        scores = {}
+        for mode in ("no", "auto", "bf16"):
+            stream.settings = saved.model_copy(update={"mixed_precision": mode})
+            scores[mode] = stream.score(batch)
+    finally:
+        stream.settings = saved
+    np.testing.assert_array_equal(scores["auto"], scores["no"])  # auto = fp32 on a CPU
+    assert not np.array_equal(scores["bf16"], scores["no"])  # the autocast did run
+    np.testing.assert_allclose(scores["bf16"], scores["no"], atol=0.1)
+    assert (scores["bf16"].argmax(1) == scores["no"].argmax(1)).all()

@@ -69,3 +69,28 @@ def test_buckets_outside_us_east_1_are_created_in_their_region(s3_settings):
     assert location == "eu-west-1"
     store.write_bytes("s3://ameli-in-eu-west-1/kb/x", b"1")
     assert store.read_bytes("s3://ameli-in-eu-west-1/kb/x") == b"1"
+
+
+def test_local_paths_need_no_boto3(tmp_path):
+    """A machine that only runs models (a GPU box for bench/gpu_precision.py) reads and writes
+    local files through the same ObjectStore without botocore installed."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["botocore"] = sys.modules["boto3"] = None  # as if not installed
+        from ameli_ray.errors import ObjectNotFound
+        from ameli_ray.storage import ObjectStore
+        store = ObjectStore()
+        store.write_bytes("{tmp_path}/a/b.json", b"[1]")
+        assert store.read_bytes("{tmp_path}/a/b.json") == b"[1]"
+        try:
+            store.read_bytes("{tmp_path}/missing")
+        except ObjectNotFound as exc:
+            print("refused:", exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "refused: read: not found" in out.stdout
