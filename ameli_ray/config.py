@@ -381,6 +381,16 @@ class AmeliConfig(BaseSettings):
         default_factory=lambda: StageResources(concurrency=1, num_cpus=1, batch_size=128, threads=2)
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sections_keep_their_defaults(cls, data: Any) -> Any:
+        """A section given in part (a file, `AMELI_LINK_STAGE__CONCURRENCY=2`, `--set
+        link_stage.concurrency=2`) keeps the defaults its factory sets (link_stage's batch of 128
+        and 2 threads, the Ray Data stages' 0.5 CPUs) rather than falling back to the class
+        defaults of StageResources. Only the factory's explicit values are filled in, so that a
+        section's `model_fields_set` still says what the user set (demo_profile reads it)."""
+        return _with_factory_defaults(cls, data)
+
     @model_validator(mode="after")
     def _check(self) -> "AmeliConfig":
         if self.retrieval.pool_per_channel < self.retrieval.top_k:
@@ -413,6 +423,25 @@ class AmeliConfig(BaseSettings):
 
     def dump_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _with_factory_defaults(model: type[BaseModel], data: Any) -> Any:
+    """`data` (input of `model`) with each section given as a dict merged over the values its
+    default factory sets explicitly, at every depth (`serve.ingress` too)."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, field in model.model_fields.items():
+        given = out.get(name)
+        kind = field.annotation
+        if not (isinstance(given, dict) and isinstance(kind, type) and issubclass(kind, BaseModel)):
+            continue
+        given = _with_factory_defaults(kind, given)
+        if field.default_factory is not None:
+            preset = field.default_factory().model_dump(exclude_unset=True)
+            given = _deep_merge(preset, given) if preset else given
+        out[name] = given
+    return out
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

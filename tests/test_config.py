@@ -36,3 +36,22 @@ def test_yaml_dump_roundtrips(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(cfg.dump_yaml())
     assert AmeliConfig.load(path).retrieval.top_k == 7
+
+
+def test_a_section_given_in_part_keeps_the_defaults_of_its_factory(tmp_path, monkeypatch):
+    """`--set link_stage.concurrency=2` once rebuilt link_stage from StageResources' class
+    defaults: batch 64, no thread setting, and the Ray Data stages lost their 0.5 CPUs."""
+    default = AmeliConfig()
+    config = AmeliConfig.load(None, ["link_stage.concurrency=2", "ocr_stage.num_gpus=1", "serve.ingress.max_ongoing_requests=128"])
+    assert config.link_stage.concurrency == 2
+    assert config.link_stage.model_copy(update={"concurrency": 1}) == default.link_stage
+    assert config.ocr_stage.num_cpus == default.ocr_stage.num_cpus == 0.5 and config.ocr_stage.num_gpus == 1
+    assert config.serve.ingress.num_cpus == default.serve.ingress.num_cpus == 0.25
+    path = tmp_path / "c.yaml"
+    path.write_text("text_stage: {concurrency: 4, num_gpus: 0.5}\n")
+    monkeypatch.setenv("AMELI_RETRIEVE_STAGE__CONCURRENCY", "3")
+    config = AmeliConfig.load(path)
+    assert (config.text_stage.batch_size, config.text_stage.threads, config.text_stage.num_gpus) == (128, 2, 0.5)
+    assert (config.retrieve_stage.concurrency, config.retrieve_stage.num_cpus) == (3, 0.5)
+    # what the user did not set stays unset: the demo profile fills only those
+    assert AmeliConfig.load(None, ["train.text_epochs=5"]).train.model_fields_set == {"text_epochs"}

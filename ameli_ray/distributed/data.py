@@ -7,6 +7,7 @@ class is a few lines over the core's batch functions in `kb.build` and `linker`.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -17,6 +18,8 @@ from ameli_ray.distributed.runtime import actor_options, set_threads, stage_devi
 from ameli_ray.kb.assets import KBManifest, KnowledgeBase, assemble_kb, read_manifest
 from ameli_ray.schema import Entity, Mention
 from ameli_ray.storage import ObjectStore
+
+_log = logging.getLogger(__name__)
 
 _F32_LIST = pa.list_(pa.float32())
 
@@ -112,10 +115,12 @@ def _ocr_wanted(kind: str, config: AmeliConfig) -> bool:
     return wants_mention_ocr(config) if kind == "mention" else wants_entity_ocr(config)
 
 
-def _embedded(records: list, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
+def _embedded(records: list, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None,
+              then: tuple[str, ...] = ()):
     """A dataset of records with text_emb, image_emb and errors columns (and ocr, ocr_errors
-    when OCR runs for this kind of record). Mentions are embedded for the KB of `kb_manifest`."""
-    return embed_stages(_record_rows(records, config), kind, config, kb_manifest)
+    when OCR runs for this kind of record). Mentions are embedded for the KB of `kb_manifest`;
+    `then` names the stage pools the caller adds after (see `warn_if_pools_cannot_start`)."""
+    return embed_stages(_record_rows(records, config), kind, config, kb_manifest, then)
 
 
 def _record_rows(records: list, config: AmeliConfig):
@@ -125,10 +130,13 @@ def _record_rows(records: list, config: AmeliConfig):
     return ray.data.from_items(rows, override_num_blocks=_blocks(len(rows), config.text_stage.batch_size))
 
 
-def embed_stages(ds, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None):
-    """OCR (where it runs for this kind), text and image embedding over a dataset of `record` rows."""
+def embed_stages(ds, kind: str, config: AmeliConfig, kb_manifest: KBManifest | None = None, then: tuple[str, ...] = ()):
+    """OCR (where it runs for this kind), text and image embedding over a dataset of `record` rows.
+    `then`: the stage pools the caller adds after these, which must start beside them."""
     kwargs = {"config": config, "kind": kind}
-    if _ocr_wanted(kind, config):
+    ocr = ("ocr_stage",) if _ocr_wanted(kind, config) else ()
+    warn_if_pools_cannot_start(config, (*ocr, "text_stage", "image_stage", *then))
+    if ocr:
         ds = ds.map_batches(OcrStage, fn_constructor_kwargs=kwargs, batch_format="pyarrow", **actor_options(config.ocr_stage))
     embed = {**kwargs, "kb_manifest": kb_manifest}
     return ds.map_batches(
@@ -340,7 +348,7 @@ def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig)
     """(LinkResult, MentionEvidence) per mention, streamed back to the driver (training examples),
     in no particular order."""
     kb_uri, manifest = read_manifest(kb_uri, ObjectStore(config.s3))  # one version for every actor
-    ds = _embedded(mentions, "mention", config, manifest).map_batches(
+    ds = _embedded(mentions, "mention", config, manifest, then=("retrieve_stage",)).map_batches(
         RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": True},
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
@@ -375,9 +383,42 @@ def mention_link_stages(ds, config: AmeliConfig, kb_uri: str, kb_manifest: KBMan
     """Mention `record` rows in, link rows out (the rows' `part` and `position` carried), by the
     configured plan: one fused `LinkStage` pool, or the embedding stages then `link_stages`."""
     if link_plan(config) == "fused":
+        warn_if_pools_cannot_start(config, ("link_stage",))
         return ds.map_batches(LinkStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri},
                               batch_format="pyarrow", **actor_options(config.link_stage))
-    return link_stages(embed_stages(ds, "mention", config, kb_manifest), config, kb_uri)
+    after = ("retrieve_stage", "disambiguate_stage") if config.disambiguation.model else ("retrieve_stage",)
+    return link_stages(embed_stages(ds, "mention", config, kb_manifest, then=after), config, kb_uri)
+
+
+def pools_shortfall(config: AmeliConfig, names: tuple[str, ...], cluster: dict[str, float]) -> str | None:
+    """Why the actor pools `names` of one pipeline cannot all start at once on a cluster with
+    `cluster` resources (ray.cluster_resources()), or None when they can."""
+    pools = {n: getattr(config, n) for n in names}
+    parts = []
+    for resource, field in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        need = sum(p.concurrency * getattr(p, field) for p in pools.values())
+        have = float(cluster.get(resource, 0.0))
+        if need > have + 1e-9:
+            each = ", ".join(f"{n} {p.concurrency}x{getattr(p, field):g}" for n, p in pools.items() if getattr(p, field))
+            parts.append(f"{need:g} {resource}s ({each}) where the Ray cluster has {have:g}")
+    if not parts:
+        return None
+    return (f"the actor pools of this pipeline ask for {' and '.join(parts)}; if a pool's actors cannot start, "
+            "Ray Data can wait for ever: lower those stages' concurrency or num_cpus/num_gpus"
+            + (", or use link_plan=fused" if "retrieve_stage" in names else ""))
+
+
+def warn_if_pools_cannot_start(config: AmeliConfig, names: tuple[str, ...]) -> None:
+    """Warns, before the job starts, when the actor pools of one pipeline cannot all start at once.
+    Seen on 2 cores: five pools of two 0.5-CPU actors waited for ever, the CPUs held by actors of
+    later pools waiting for an earlier pool's actors that could not start. Whether it hangs depends
+    on which actors Ray places first (the defaults ask for 2.5 CPUs with a model and have run on 2
+    cores), and a cluster may grow, so this is a warning that names the numbers, not a refusal."""
+    import ray
+
+    problem = pools_shortfall(config, names, ray.cluster_resources())
+    if problem is not None:
+        _log.warning("%s", problem)
 
 
 class LinkStage:
