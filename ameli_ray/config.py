@@ -70,12 +70,6 @@ class ImageEncoderSettings(_Section):
     mixed_precision: Literal["auto", "bf16", "no"] = Field(
         "auto", description="inference: auto = bf16 autocast on GPU, fp32 on CPU; bf16 also on CPU; no = fp32"
     )
-    # On a GPU, resizing and normalising photos on one thread is what sets the pace (an H200 waits
-    # at ~1,050 images/s for ViT-L-14 in bf16; BENCHMARKS.md). On a CPU the model needs the cores.
-    preprocess_threads: int | None = Field(
-        None, ge=0, description="threads that resize and normalise images ahead of the model, a batch ahead; "
-        "None = min(8, cores) on a GPU, 0 (inline) on a CPU",
-    )
     max_images_per_entity: int = Field(4, ge=1)
     max_images_per_mention: int = Field(4, ge=1)
 

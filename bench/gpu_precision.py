@@ -3,13 +3,11 @@ the answers move.
 
     .venv/bin/python bench/gpu_precision.py [--device cuda] [--products 300] [--epochs 2]
         [--text-model PATH] [--image-models ameli-tiny-vit ViT-B-32] [--out gpu_precision.json]
-        [--preprocess-threads 0 8] [--only all|images]
 
 The baseline is `mixed_precision=no` (fp32) in the same run, on the same inputs:
 - text encoder (the retrieval bi-encoder): texts/s, the cosine between each fp32 and bf16
   vector, and text-only retrieval over the catalogue (top-1 accuracy and top-1 agreement);
-- image encoders: images/s and the cosine of fp32 and bf16 vectors, for each number of
-  preprocessing threads asked for (`image_encoder.preprocess_threads`; 0 = inline);
+- image encoders: images/s and the cosine of fp32 and bf16 vectors;
 - text stream (the disambiguation cross-encoder): training steps through `TextTask.training_forward`
   (what Ray Train runs) with `train.mixed_precision` no / bf16, mentions/s and peak GPU memory;
   then each trained model scores the test mentions (accuracy over their candidates, pairs/s),
@@ -109,35 +107,23 @@ def text_encoder_rows(config, entities, mentions, device, repeats, console) -> t
     return rows, ent, men
 
 
-def image_encoder_rows(config, workdir: Path, names: list[str], device, repeats, limit: int, batch: int,
-                       threads: list[int | None]) -> list[dict]:
-    """Per tower and preprocessing thread count: fp32 and bf16 (the catalogue's images, repeated
-    up to `limit` when there are fewer)."""
+def image_encoder_rows(config, workdir: Path, names: list[str], device, repeats, limit: int, batch: int) -> list[dict]:
     from PIL import Image
 
     from ameli_ray.encoders.image import ImageEncoder
 
     paths = sorted((workdir / "product_images").rglob("*.jpg"))[: limit // 2] + sorted((workdir / "cleaned_review_images").rglob("*.jpg"))[: limit // 2]
     images = [Image.open(p).convert("RGB") for p in paths]
-    images = (images * (limit // max(1, len(images)) + 1))[:limit]
     rows = []
     for name in names:
-        seen = set()
-        for n in threads:
-            resolved = ImageEncoder.threads_for(n, device)
-            if resolved in seen:  # "auto" is one of the counts asked for
-                continue
-            seen.add(resolved)
-            vectors = {}
-            for mode in MODES:
-                settings = config.image_encoder.model_copy(update={"model": name, "mixed_precision": mode, "batch_size": batch,
-                                                                   "preprocess_threads": n})
-                enc = ImageEncoder(settings, device=device)
-                label = f"image encoder {name}" + ("" if len(threads) == 1 else f", {enc.preprocess_threads} preprocess threads")
-                seconds, vectors[mode] = timed(lambda enc=enc: enc.encode(images), device, repeats)
-                rows.append({"model": label, "mode": mode, "items": len(images), "seconds": seconds,
-                             "items_per_s": len(images) / seconds, "preprocess_threads": enc.preprocess_threads})
-            rows[-1].update(cosines(vectors["no"], vectors["bf16"]))
+        vectors = {}
+        for mode in MODES:
+            settings = config.image_encoder.model_copy(update={"model": name, "mixed_precision": mode, "batch_size": batch})
+            enc = ImageEncoder(settings, device=device)
+            seconds, vectors[mode] = timed(lambda enc=enc: enc.encode(images), device, repeats)
+            rows.append({"model": f"image encoder {name}", "mode": mode, "items": len(images), "seconds": seconds,
+                         "items_per_s": len(images) / seconds})
+        rows[-1].update(cosines(vectors["no"], vectors["bf16"]))
     return rows
 
 
@@ -245,9 +231,6 @@ def main() -> None:
     parser.add_argument("--text-model", default=None, help="local folder for both text models (default: packaged MiniLM)")
     parser.add_argument("--image-models", nargs="+", default=["ameli-tiny-vit", "ViT-B-32"])
     parser.add_argument("--image-batch", type=int, default=128, help="images per forward pass")
-    parser.add_argument("--preprocess-threads", type=lambda v: None if v == "auto" else int(v), nargs="+", default=[None],
-                        help="image preprocessing threads to compare (auto: the encoder's default for the device)")
-    parser.add_argument("--only", choices=["all", "images"], default="all", help="images: the image towers alone")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value, as the CLI's --set")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ameli-bench-precision")
     parser.add_argument("--out", type=Path, default=None)
@@ -266,16 +249,12 @@ def main() -> None:
     train, test = train[: args.max_train], test[: args.max_test]
     console.print(f"{len(entities)} products, {len(train)} training and {len(test)} test mentions")
 
-    rows, stream, train_rows, test_rows = [], [], [], []
-    if args.only == "all":
-        rows, ent_vec, men_vec = text_encoder_rows(config, entities, train + test, device, args.repeats, console)
-        rng = np.random.default_rng(0)
-        train_rows = text_rows_for(train, entities, ent_vec, men_vec[: len(train)], config, rng)
-        test_rows = text_rows_for(test, entities, ent_vec, men_vec[len(train):], config, rng)
-    rows += image_encoder_rows(config, args.workdir, args.image_models, device, args.repeats, args.images, args.image_batch,
-                               args.preprocess_threads)
-    if args.only == "all":
-        stream = text_stream_rows(config, train_rows, test_rows, device, args.epochs, args.batch_mentions, console)
+    rows, ent_vec, men_vec = text_encoder_rows(config, entities, train + test, device, args.repeats, console)
+    rng = np.random.default_rng(0)
+    train_rows = text_rows_for(train, entities, ent_vec, men_vec[: len(train)], config, rng)
+    test_rows = text_rows_for(test, entities, ent_vec, men_vec[len(train):], config, rng)
+    rows += image_encoder_rows(config, args.workdir, args.image_models, device, args.repeats, args.images, args.image_batch)
+    stream = text_stream_rows(config, train_rows, test_rows, device, args.epochs, args.batch_mentions, console)
 
     table = Table(title=f"encoders on {device}: fp32 (no) vs bf16 autocast, same inputs; ratio = bf16 / fp32 speed")
     for col in ("model", "mode", "items", "items/s", "ratio", "cos min", "cos mean", "retr top-1", "top-1 agree"):
@@ -286,11 +265,6 @@ def main() -> None:
         table.add_row(r["model"], r["mode"], str(r["items"]), fmt(r["items_per_s"]), f"{r['speedup']:.2f}",
                       fmt(r.get("cosine_min")), fmt(r.get("cosine_mean")), fmt(r.get("retrieval_top1")), fmt(r.get("top1_agreement")))
     console.print(table)
-    if not stream:
-        if args.out:
-            args.out.write_text(json.dumps({"env": env, "args": {k: str(v) for k, v in vars(args).items()}, "encoders": rows}, indent=1))
-            console.print(f"wrote {args.out}")
-        return
     table = Table(title=f"text stream on {device}: {args.epochs} epochs of {len(train_rows)} mentions, then {len(test_rows)} test mentions")
     for col in ("mode", "train mentions/s", "ratio", "peak MiB", "final loss", "test acc", "score pairs/s", "ratio",
                 "argmax agree", "max |dlogit|"):

@@ -44,4 +44,3 @@ def test_encoders_in_bf16_stay_close_to_fp32_and_return_float32(kind, texts):
     np.testing.assert_array_equal(out["auto"], out["no"])
     assert out["bf16"].dtype == np.float32 and not np.array_equal(out["bf16"], out["no"])
     assert (out["bf16"] * out["no"]).sum(1).min() > 0.999  # both L2-normalised: the cosine
-

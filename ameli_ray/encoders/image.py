@@ -7,10 +7,6 @@ linker must embed into one space); `fingerprint` lets the KB manifest prove it.
 
 from __future__ import annotations
 
-import os
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +65,6 @@ class ImageEncoder:
         self.preprocess = preprocess
         self.dim = int(model.visual.output_dim)
         self.fingerprint = weights_fingerprint(self.visual)
-        self._pool: ThreadPoolExecutor | None = None  # made on the first encode that uses threads
 
     @property
     def model_id(self) -> str:
@@ -79,17 +74,6 @@ class ImageEncoder:
     def model_id_for(settings: ImageEncoderSettings) -> str:
         return f"open_clip:{settings.model}:{settings.pretrained or f'random-seed{settings.seed}'}"
 
-    @property
-    def preprocess_threads(self) -> int:
-        return self.threads_for(self.settings.preprocess_threads, self.device)
-
-    @staticmethod
-    def threads_for(setting: int | None, device: str) -> int:
-        """`preprocess_threads` resolved: None is min(8, cores) on a GPU, inline (0) on a CPU."""
-        if setting is not None:
-            return setting
-        return min(8, os.cpu_count() or 1) if device.startswith("cuda") else 0
-
     def encode(self, images: list[Image.Image], batch_size: int | None = None) -> np.ndarray:
         import torch
 
@@ -97,32 +81,12 @@ class ImageEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         bs = batch_size or self.settings.batch_size
         out = []
-        for tensors in self._preprocessed(images, bs):
-            batch = torch.stack(tensors).to(self.device, non_blocking=True)
+        for start in range(0, len(images), bs):
+            batch = torch.stack([self.preprocess(img) for img in images[start : start + bs]]).to(self.device)
             with torch.inference_mode(), autocast(self.device, self.settings.mixed_precision):
                 feats = self.visual(batch)
             out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
-
-    def _preprocessed(self, images: list[Image.Image], bs: int) -> Iterator[list]:
-        """The preprocessed batches in order: inline, or on `preprocess_threads` threads working
-        one batch ahead of the model (PIL's resize and torch's normalise release the GIL), so
-        that at most two batches of tensors are held."""
-        threads = self.preprocess_threads
-        starts = range(0, len(images), bs)
-        if threads <= 1:
-            for start in starts:
-                yield [self.preprocess(img) for img in images[start : start + bs]]
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="image-preprocess")
-        ahead: deque[list[Future]] = deque()
-        for start in starts:
-            ahead.append([self._pool.submit(self.preprocess, img) for img in images[start : start + bs]])
-            if len(ahead) > 1:
-                yield [f.result() for f in ahead.popleft()]
-        while ahead:
-            yield [f.result() for f in ahead.popleft()]
 
 
 
