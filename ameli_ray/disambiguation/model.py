@@ -85,6 +85,7 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
     version_uri, manifest = read_model_manifest(uri, store)
     key = hashlib.sha256(manifest.model_dump_json().encode()).hexdigest()[:16]
     local = cache_dir() / "disambiguation" / f"{manifest.name}-{manifest.version}-{key}"
+    touch_cache_entry(local)  # before reading: another process pruning the cache now sees it in use
     for name in manifest.files:
         read_verified(version_uri, manifest, name, store, WHAT, cache=local)
     touch_cache_entry(local)
