@@ -311,7 +311,10 @@ def test_ameli_ray_serve_on_the_embedded_default(tmp_path):
                                    "image_uris": [f"s3://ameli-serve/catalog/cleaned_review_images/{photos[0].name}"]})
         assert status == 200, out
         assert out["entity_id"] and out["versions"]["kb"].startswith("s3://ameli-serve/kb/") and out["versions"]["model"] is None
-        assert "serving on http://127.0.0.1:" in (tmp_path / "serve.log").read_text()
+        # the CLI prints this once its own health poll sees what ours saw: it may come a poll later
+        while "serving on http://127.0.0.1:" not in (tmp_path / "serve.log").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
