@@ -79,13 +79,14 @@ def load_data(products: int, workdir: Path):
         generate_catalog(workdir, n_products=products, seed=1)
     entities = read_entities(str(workdir / "entities.json"), store)
     labelled = [m for split in ("train", "dev", "test") for m in read_mentions(str(workdir / f"mentions_{split}.json"), store)
-                if m.gold_entity_id and m.gold_entity_id != NIL_ENTITY]
-    train = [m for m in labelled if m.id in {x.id for x in read_mentions(str(workdir / "mentions_train.json"), store)}]
-    test = [m for m in labelled if m not in train]
+                if m.gold_entity_id and m.gold_entity_id != NIL_ENTITY]  # dev joins test: nothing here is tuned
+    train_ids = {m.id for m in read_mentions(str(workdir / "mentions_train.json"), store)}
+    train = [m for m in labelled if m.id in train_ids]
+    test = [m for m in labelled if m.id not in train_ids]
     return entities, train, test
 
 
-def text_encoder_rows(config, entities, mentions, device, repeats, console) -> tuple[list[dict], np.ndarray, np.ndarray]:
+def text_encoder_rows(config, entities, mentions, device, repeats) -> tuple[list[dict], np.ndarray, np.ndarray]:
     from ameli_ray.encoders.text import TextEncoder
 
     texts = [e.text() for e in entities] + [m.text for m in mentions]
@@ -157,11 +158,11 @@ def score_rows(model, rows, settings, device, batch: int = 64) -> tuple[np.ndarr
     return np.concatenate(out), pairs
 
 
-def text_stream_rows(config, train_rows, test_rows, device, epochs, batch_mentions, console) -> list[dict]:
+def text_stream_rows(config, train_rows, test_rows, device, epochs, batch_mentions) -> list[dict]:
     from ameli_ray.disambiguation.tasks import TextTask
 
     gold = np.asarray([r["gold"] for r in test_rows])
-    results, trained = [], {}
+    results, fp32_logits, fp32_model = [], None, None
     for mode in MODES:
         cfg = config.model_copy(update={"train": config.train.model_copy(update={"mixed_precision": mode})})
         task = TextTask(cfg)
@@ -198,10 +199,10 @@ def text_stream_rows(config, train_rows, test_rows, device, epochs, batch_mentio
                         "train_peak_mib": peak, "final_loss": loss.item(), "test_mentions": len(test_rows),
                         "test_accuracy": float((logits.argmax(1) == gold).mean()), "score_pairs": pairs,
                         "score_pairs_per_s": pairs / t})
-        trained[mode] = model
-    fp32 = trained["no"]
-    base, _ = score_rows(fp32, test_rows, config.disambiguation.text.model_copy(update={"mixed_precision": "no"}), device)
-    half, _ = score_rows(fp32, test_rows, config.disambiguation.text.model_copy(update={"mixed_precision": "bf16"}), device)
+        if mode == "no":  # the fp32 model's fp32 scores: the baseline of the bf16 scoring below
+            fp32_model, fp32_logits = model, logits
+    base = fp32_logits
+    half, _ = score_rows(fp32_model, test_rows, config.disambiguation.text.model_copy(update={"mixed_precision": "bf16"}), device)
     finite = np.isfinite(base)
     results[1].update(score_argmax_agreement=float((base.argmax(1) == half.argmax(1)).mean()),
                       score_max_abs_diff=float(np.abs(base[finite] - half[finite]).max()))
@@ -249,12 +250,12 @@ def main() -> None:
     train, test = train[: args.max_train], test[: args.max_test]
     console.print(f"{len(entities)} products, {len(train)} training and {len(test)} test mentions")
 
-    rows, ent_vec, men_vec = text_encoder_rows(config, entities, train + test, device, args.repeats, console)
+    rows, ent_vec, men_vec = text_encoder_rows(config, entities, train + test, device, args.repeats)
     rng = np.random.default_rng(0)
     train_rows = text_rows_for(train, entities, ent_vec, men_vec[: len(train)], config, rng)
     test_rows = text_rows_for(test, entities, ent_vec, men_vec[len(train):], config, rng)
     rows += image_encoder_rows(config, args.workdir, args.image_models, device, args.repeats, args.images, args.image_batch)
-    stream = text_stream_rows(config, train_rows, test_rows, device, args.epochs, args.batch_mentions, console)
+    stream = text_stream_rows(config, train_rows, test_rows, device, args.epochs, args.batch_mentions)
 
     table = Table(title=f"encoders on {device}: fp32 (no) vs bf16 autocast, same inputs; ratio = bf16 / fp32 speed")
     for col in ("model", "mode", "items", "items/s", "ratio", "cos min", "cos mean", "retr top-1", "top-1 agree"):

@@ -18,14 +18,14 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ameli_ray import precision
-from ameli_ray.config import AmeliConfig, TrainSettings
+from ameli_ray.config import AmeliConfig
 from ameli_ray.disambiguation.examples import collate_text, n_slots
 from ameli_ray.disambiguation.image_stream import ImageStream
 from ameli_ray.disambiguation.losses import candidate_cross_entropy, contrastive_loss
+from ameli_ray.precision import autocast
 from ameli_ray.storage import ObjectStore
 
-__all__ = ["ImageTask", "StreamTask", "TextTask", "autocast", "task_for", "unwrap"]
+__all__ = ["ImageTask", "StreamTask", "TextTask", "task_for", "unwrap"]
 
 _OPERATIONAL = {"max_failures", "checkpoint_every_epochs", "threads", "cpus_per_worker"}
 
@@ -47,11 +47,6 @@ def _feed(h, value: Any) -> None:
     else:
         data = repr(value).encode()
         h.update(b"s%d:" % len(data) + data)
-
-
-def autocast(device: torch.device, train: TrainSettings):
-    """bf16 autocast on GPU unless switched off; fp32 on CPU unless bf16 is asked for."""
-    return precision.autocast(device, train.mixed_precision)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -167,7 +162,7 @@ class TextTask(StreamTask):
         rows = batch.to_pylist() if isinstance(batch, pa.Table) else batch
         premises, hypotheses, index, mask, gold, match = collate_text(rows, n_slots(self.config.disambiguation.text))
         tokens = {k: v.to(device) for k, v in unwrap(model).tokenize(premises, hypotheses).items()}
-        with autocast(device, self.config.train):
+        with autocast(device, self.config.train.mixed_precision):
             logits = model(tokens, index.to(device), match.to(device))
         return candidate_cross_entropy(logits.float(), gold.to(device), mask.to(device)), len(rows)
 
@@ -208,7 +203,7 @@ class ImageTask(StreamTask):
         photos = torch.as_tensor(np.stack(batch["photo"]), dtype=torch.float32, device=device)
         images = torch.as_tensor(np.stack(batch["product_image"]), dtype=torch.float32, device=device)
         groups = torch.as_tensor(np.asarray(batch["group"], dtype=np.int64), device=device)
-        with autocast(device, self.config.train):
+        with autocast(device, self.config.train.mixed_precision):
             q, k = model(photos), model(images)
         # outside a process group (one worker) the gather is a no-op
         return contrastive_loss(q.float(), k.float(), groups, unwrap(model).scale(), gather=True), len(groups)
