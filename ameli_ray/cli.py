@@ -19,10 +19,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-# OpenMP threads that spin while waiting starve each other when several torch processes (Ray
-# actors, the driver) share a few cores: measured 10x slower on 2 cores; passive waiting fixes it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no weight-loading progress bars in job logs
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading progress bars in job logs
 
 import typer
 from rich.console import Console

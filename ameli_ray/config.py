@@ -323,7 +323,9 @@ class ServeSettings(_Section):
     request_timeout_s: float = Field(30, gt=0)
     ingress: ServeStage = Field(default_factory=lambda: ServeStage(num_cpus=0.25, max_ongoing_requests=64))
     retrieval: ServeStage = Field(default_factory=ServeStage)
-    disambiguation: ServeStage = Field(default_factory=ServeStage)
+    # the cross-encoder is three quarters of a review's CPU work (0.45 of 0.6 core-seconds on the
+    # demo): with one thread it was the bottleneck and left half of 2 cores idle (BENCHMARKS.md)
+    disambiguation: ServeStage = Field(default_factory=lambda: ServeStage(threads=2))
     fusion: ServeStage = Field(default_factory=lambda: ServeStage(num_cpus=0.1, max_batch_size=64))
 
     @field_validator("allowed_image_prefixes")

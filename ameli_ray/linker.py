@@ -47,12 +47,13 @@ class MentionEncoder:
     def __init__(
         self, config: AmeliConfig, store: ObjectStore,
         text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
+        ocr_threads: int | None = None,
     ):
         self.config = config
         self.store = store
         self.text = text_encoder or TextEncoder(config.text_encoder, store)
         self.image = image_encoder or ImageEncoder(config.image_encoder, store)
-        self.ocr = make_ocr_engine(config.ocr) if wants_mention_ocr(config) else None
+        self.ocr = make_ocr_engine(config.ocr, ocr_threads) if wants_mention_ocr(config) else None
 
     def encode(self, mentions: list[Mention]) -> list[EncodedMention]:
         # each photo is fetched and decoded once, then both embedded and read
@@ -249,10 +250,12 @@ def load_linker(
     config: AmeliConfig, kb: "str | KnowledgeBase", store: ObjectStore | None = None, *, encoder: bool = True,
     disambiguation: bool = True, device: str = "cpu",
     text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
+    ocr_threads: int | None = None,
 ) -> LoadedLinker:
     """The one place a linker is assembled: the KB (a URI, read and verified, or one already in
     memory), the mention encoders (`encoder`), retrieval and the attribute filter, and the
     configured disambiguation model (`disambiguation`; none when `disambiguation.model` is unset).
+    `ocr_threads` caps the OCR engine's threads (an actor's share of the node; None = every core).
     The encoders and the model are checked against the KB: same text model and dimension, same
     image weights; a model whose adapter was trained on another image tower is refused."""
     store = store or ObjectStore(config.s3)
@@ -264,7 +267,7 @@ def load_linker(
         kb = load_kb(kb, store, config.index)
     mention_encoder = None
     if encoder:
-        mention_encoder = MentionEncoder(config, store, text_encoder, image_encoder)
+        mention_encoder = MentionEncoder(config, store, text_encoder, image_encoder, ocr_threads)
         check_compatible(kb.manifest, config, mention_encoder.text, mention_encoder.image)
     else:
         check_compatible(kb.manifest, config)

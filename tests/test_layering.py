@@ -5,6 +5,7 @@ tests do), because this test process has long since imported everything."""
 from __future__ import annotations
 
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -96,3 +97,16 @@ def test_job_drivers_and_the_light_serve_stages_never_import_torch():
 
 def test_the_torch_probe_would_catch_the_model_module():
     assert first_importer(["ameli_ray.fusion", "ameli_ray.disambiguation.model"], "torch")["culprit"] == "ameli_ray.disambiguation.model"
+
+
+def test_importing_the_package_makes_openmp_wait_passively():
+    # every process that runs our models (Ray workers and Serve replicas included) imports the
+    # package before torch, so this is where spinning OpenMP threads are turned off; a value the
+    # operator set is kept
+    probe = "import os, ameli_ray; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

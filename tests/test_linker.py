@@ -87,3 +87,20 @@ def test_load_linker_reads_and_verifies_a_kb_uri(toy_kb, default_config, tmp_pat
     other = AmeliConfig.load(None, ["image_encoder.seed=7"])
     with pytest.raises(ConfigError, match="random-seed7"):
         load_linker(other, version_uri, store, encoder=False)
+
+
+def _ocr_threads(engine) -> set[int]:
+    """intra-op threads of each onnxruntime session of a RapidOCR engine"""
+    ocr = engine._ocr
+    return {m.session.session.get_session_options().intra_op_num_threads
+            for m in (ocr.text_det, ocr.text_rec) if m is not None}
+
+
+@pytest.mark.slow
+def test_an_actors_share_of_the_cores_reaches_the_ocr_engine(toy_kb, default_config, encoders):
+    # onnxruntime's default pool takes every core of the node and spins on them: in a Serve replica
+    # with one torch thread it burned 0.3 of the 2 cores the cross-encoder needed (BENCHMARKS.md)
+    text, image = encoders
+    loaded = load_linker(default_config, toy_kb, ObjectStore(), disambiguation=False,
+                         text_encoder=text, image_encoder=image, ocr_threads=1)
+    assert loaded.encoder.ocr is not None and _ocr_threads(loaded.encoder.ocr) == {1}

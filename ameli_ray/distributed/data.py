@@ -428,10 +428,11 @@ class LinkStage:
     def __init__(self, config: AmeliConfig, kb_uri: str):
         from ameli_ray.linker import load_linker
 
-        set_threads(config.link_stage)
+        # onnxruntime's OCR pool would otherwise take every core of the node, and spin on them
+        threads = set_threads(config.link_stage)
         # load_linker checks the encoders and the model against the KB, as in-process
         device = stage_device(config.link_stage)
-        self.linker = load_linker(config, kb_uri, device=device)
+        self.linker = load_linker(config, kb_uri, device=device, ocr_threads=threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ameli_ray.linker import link_result_table

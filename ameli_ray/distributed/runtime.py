@@ -75,8 +75,11 @@ def stage_device(stage: StageResources) -> str:
     return pick_device(None)
 
 
-def set_threads(stage: "StageResources | ServeStage") -> None:
-    """Torch in an actor must not assume the whole machine: N actors x all cores thrash."""
+def set_threads(stage: "StageResources | ServeStage") -> int:
+    """Torch in an actor must not assume the whole machine: N actors x all cores thrash. Returns
+    the count, for the actor's other thread pools (the OCR engine's onnxruntime session)."""
     import torch
 
-    torch.set_num_threads(stage.threads or max(1, math.ceil(stage.num_cpus)))
+    threads = stage.threads or max(1, math.ceil(stage.num_cpus))
+    torch.set_num_threads(threads)
+    return threads

@@ -105,8 +105,8 @@ class Retrieval(_Versioned):
     """Mention encoders, attribute extraction, retrieval and the attribute views of candidates."""
 
     def __init__(self, config: AmeliConfig):
-        set_threads(config.serve.retrieval)  # N replicas x all cores thrash
-        super().__init__(config, lambda key: stages.load_retrieval(config, key))
+        threads = set_threads(config.serve.retrieval)  # N replicas x all cores thrash
+        super().__init__(config, lambda key: stages.load_retrieval(config, key, ocr_threads=threads))
         s = config.serve
         self.n_views = max(s.max_candidates, config.disambiguation.fusion.top_n)
         self.retrieve.set_max_batch_size(s.retrieval.max_batch_size)

@@ -141,12 +141,14 @@ class RetrievalAssets:
     has_model: bool
 
 
-def load_retrieval(config: AmeliConfig, key: str) -> RetrievalAssets:
+def load_retrieval(config: AmeliConfig, key: str, ocr_threads: int | None = None) -> RetrievalAssets:
     from ameli_ray.linker import load_linker
 
     kb, model = split_key(key)
     versions = resolve_versions(config, kb, model)
-    loaded = load_linker(with_model(config, versions.model), versions.kb, encoder=True, disambiguation=False)
+    loaded = load_linker(
+        with_model(config, versions.model), versions.kb, encoder=True, disambiguation=False, ocr_threads=ocr_threads
+    )
     return RetrievalAssets(versions, loaded, versions.model is not None)
 
 
