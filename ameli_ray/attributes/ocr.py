@@ -97,8 +97,9 @@ class RapidOcrEngine:
             self._ocr = RapidOCR(params=params)
             # rapidocr loads its models on first use, and would try to download a missing one then;
             # load them now so a broken install fails here, with a clear message, not mid-pipeline.
-            for loader in ("_load_det_model", "_load_rec_model"):
-                getattr(self._ocr, loader, lambda: None)()
+            for loader in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+                part = getattr(self._ocr, loader, lambda: None)()
+                _stop_spinning(getattr(part, "session", None))
         except Exception as exc:
             raise ModelLoadError(f"OCR engine 'rapidocr' could not load its models ({exc}); {RAPIDOCR_HINT}") from exc
 
@@ -121,6 +122,24 @@ class RapidOcrEngine:
             box = (float(x0), float(y0), float(min(x1, width)), float(min(y1, height)))
             lines.append(OcrLine(text, float(np.clip(score, 0.0, 1.0)), box, 0))
         return lines
+
+
+def _stop_spinning(wrapper: Any) -> None:
+    """Rebuilds a rapidocr model's onnxruntime session with its intra-op threads sleeping between
+    runs instead of spinning (onnxruntime's default, which rapidocr does not expose). Spinning
+    threads hold cores while torch runs the encoders in the same process, or the cross-encoder in
+    the next one: on 2 cores the in-process linker was ~5% slower with them (BENCHMARKS.md). A
+    session without a thread pool, or an onnxruntime that no longer keeps the model's path, is
+    left as it is."""
+    session = getattr(wrapper, "session", None)
+    path = getattr(session, "_model_path", None)
+    if session is None or not isinstance(path, (str, os.PathLike)) or session.get_session_options().intra_op_num_threads == 1:
+        return
+    import onnxruntime
+
+    options = session.get_session_options()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    wrapper.session = onnxruntime.InferenceSession(path, sess_options=options, providers=session.get_providers())
 
 
 class TesseractEngine:
