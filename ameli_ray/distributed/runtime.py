@@ -76,10 +76,24 @@ def stage_device(stage: StageResources) -> str:
 
 
 def set_threads(stage: "StageResources | ServeStage") -> int:
-    """Torch in an actor must not assume the whole machine: N actors x all cores thrash. Returns
-    the count, for the actor's other thread pools (the OCR engine's onnxruntime session)."""
+    """Torch in an actor must not assume the whole machine: N actors x all cores thrash. The count
+    is the stage's `threads`, else the CPUs Ray gave this actor (a Serve config's
+    `ray_actor_options` may give more or fewer than `num_cpus` of the configuration says), else
+    `num_cpus`. Returns it, for the actor's other thread pools (the OCR engine's onnxruntime)."""
     import torch
 
-    threads = stage.threads or max(1, math.ceil(stage.num_cpus))
+    threads = stage.threads or max(1, math.ceil(assigned_cpus() or stage.num_cpus))
     torch.set_num_threads(threads)
     return threads
+
+
+def assigned_cpus() -> float | None:
+    """The CPUs Ray reserved for the calling actor or task; None outside a Ray worker."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except AssertionError:  # the driver: only workers have assigned resources
+        return None
