@@ -144,9 +144,13 @@ class RetrievalSettings(_Section):
     fit_weights: bool = Field(
         True, description="training fits the channel weights on dev (kept when they gain fusion.min_gain) and stores them with the model",
     )
+    fit_chargram_idf: bool = Field(
+        True, description="training fits the char n-gram channel's idf on the KB and its train + dev mention texts "
+        "and stores it with the model",
+    )
     weights_from: Literal["model", "config"] = Field(
-        "model", description="model: retrieve with the weights stored with the disambiguation model, where it has them; "
-        "config: always with retrieval.weights",
+        "model", description="model: retrieve with the channel weights (and char n-gram idf) stored with the "
+        "disambiguation model, where it has them; config: always with retrieval.weights and the KB's idf",
     )
 
 

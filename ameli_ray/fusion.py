@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -83,6 +84,10 @@ class FusionModel(BaseModel):
     # None: a model from before the fit, or trained with `retrieval.fit_weights` off
     retrieval_weights: dict[str, float] | None = None
     retrieval_dev: dict[str, float] = {}
+    # the char n-gram channel's idf refitted on the KB and the train + dev mention texts (the
+    # model's file `manifest.CHARGRAM_IDF`), for the KB whose n-gram list has this sha256:
+    # {"file", "kb_ngrams_sha256", "n_texts"}. None: the KB's own idf
+    chargram_idf: dict[str, Any] | None = None
     # how many candidates the statistics above were fitted on (`disambiguation.fusion.top_n` at
     # training): linking another number would standardise and calibrate scores of another
     # population, so a linker refuses a mismatch. None: a model from before it was recorded

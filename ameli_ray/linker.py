@@ -10,6 +10,7 @@ the disambiguation model): no runner builds its own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -250,12 +251,15 @@ def load_linker(
     config: AmeliConfig, kb: "str | KnowledgeBase", store: ObjectStore | None = None, *, encoder: bool = True,
     disambiguation: bool = True, device: str = "cpu",
     text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
-    ocr_threads: int | None = None,
+    ocr_threads: int | None = None, chargram_idf: "np.ndarray | None" = None,
 ) -> LoadedLinker:
     """The one place a linker is assembled: the KB (a URI, read and verified, or one already in
     memory), the mention encoders (`encoder`), retrieval and the attribute filter, and the
     configured disambiguation model (`disambiguation`; none when `disambiguation.model` is unset).
     `ocr_threads` caps the OCR engine's threads (an actor's share of the node; None = every core).
+    The char n-gram channel weighs by `chargram_idf` when given (training, before its model
+    exists), else by the idf the configured model fitted (`retrieval.weights_from` "model"),
+    else by the KB's own.
     The encoders and the model are checked against the KB: same text model and dimension, same
     image weights; a model whose adapter was trained on another image tower is refused."""
     store = store or ObjectStore(config.s3)
@@ -265,6 +269,7 @@ def load_linker(
         _, manifest = read_manifest(kb, store)
         check_compatible(manifest, config)  # before the KB's files are read: the mistake is in the config
         kb = load_kb(kb, store, config.index)
+    kb = _with_chargram_idf(kb, config, store, chargram_idf)
     mention_encoder = None
     if encoder:
         mention_encoder = MentionEncoder(config, store, text_encoder, image_encoder, ocr_threads)
@@ -284,6 +289,27 @@ def load_linker(
 
         fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.retrieval_weights
     return LoadedLinker(kb, Linker(kb, config, disambiguator, fitted_weights=fitted), mention_encoder, config)
+
+
+def _with_chargram_idf(kb: "KnowledgeBase", config: AmeliConfig, store: ObjectStore, idf: "np.ndarray | None"):
+    """`kb` with its char n-gram channel reweighted (a copy: the caller's KB is left as it was)."""
+    if kb.chargram is None or not config.retrieval.chargram:
+        return kb
+    if idf is None and config.disambiguation.model and config.retrieval.weights_from == "model":
+        from ameli_ray.disambiguation.manifest import model_chargram_idf
+
+        idf = model_chargram_idf(config.disambiguation.model, store, chargram_fingerprint(kb))
+    if idf is None:
+        return kb
+    return dataclasses.replace(kb, chargram=kb.chargram.with_idf(idf))
+
+
+def chargram_fingerprint(kb: "KnowledgeBase") -> str | None:
+    """The sha256 of the KB's char n-gram list: which idf vectors fit its n-grams."""
+    from ameli_ray.retrieval.chargram import FILES
+
+    entry = kb.manifest.files.get(FILES[0])
+    return entry.sha256 if entry is not None else None
 
 
 # channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)

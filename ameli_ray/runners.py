@@ -21,6 +21,8 @@ from ameli_ray.schema import Entity, LinkResult, Mention
 from ameli_ray.storage import ObjectStore, join_uri
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ameli_ray.corpus import CorpusJob, OnCommit
     from ameli_ray.encoders import ImageEncoder, TextEncoder
     from ameli_ray.formats.shards import Shard
@@ -57,10 +59,11 @@ class Runner(Protocol):
         """Links the shards of `job` not yet committed, committing each as it completes."""
 
     def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None,
-                 ) -> list[tuple[LinkResult, "MentionEvidence"]]:
+                 chargram_idf: "np.ndarray | None" = None) -> list[tuple[LinkResult, "MentionEvidence"]]:
         """Retrieval + attribute filter (no disambiguation) and the evidence of each mention, in
         order. `kb`: the KB of `kb_uri` when the caller already holds it (training does), which an
-        in-process runner uses instead of reading it again; Ray actors load their own."""
+        in-process runner uses instead of reading it again; Ray actors load their own.
+        `chargram_idf`: the char n-gram channel's idf (training's, fitted before its model exists)."""
 
 
 def make_runner(engine: "str | Runner") -> Runner:
@@ -110,9 +113,10 @@ class LocalRunner:
 
         return link_corpus_in_process(job, on_commit)
 
-    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None):
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb: "KnowledgeBase | None" = None,
+                 chargram_idf: "np.ndarray | None" = None):
         from ameli_ray.linker import load_linker
 
         if not mentions:
             return []
-        return load_linker(with_model(config, None), kb or kb_uri).retrieve(mentions)
+        return load_linker(with_model(config, None), kb or kb_uri, chargram_idf=chargram_idf).retrieve(mentions)

@@ -33,10 +33,24 @@ class Retrieved:
 
 
 def retrieve(config: AmeliConfig, kb: KnowledgeBase, kb_uri: str, mentions: list[Mention], engine: "Engine | Runner",
-             ) -> list[Retrieved]:
+             chargram_idf: np.ndarray | None = None) -> list[Retrieved]:
     """Candidates and evidence of each mention, in the order given (no disambiguation model).
     `kb` is the loaded `kb_uri`: the in-process runner uses it, Ray actors load their own."""
-    return [Retrieved(r, e) for r, e in make_runner(engine).retrieve(config, kb_uri, mentions, kb)]
+    return [Retrieved(r, e) for r, e in make_runner(engine).retrieve(config, kb_uri, mentions, kb, chargram_idf)]
+
+
+def fit_chargram_idf(config: AmeliConfig, kb: KnowledgeBase, mentions: list[Mention]) -> tuple[np.ndarray | None, dict | None]:
+    """The char n-gram channel's idf fitted on the KB and `mentions` (the train and dev ones: a
+    model never sees the mentions it is scored on), and the record the model keeps of it; (None,
+    None) where the KB has no channel or `retrieval.fit_chargram_idf` is off."""
+    from ameli_ray.disambiguation.manifest import CHARGRAM_IDF
+    from ameli_ray.linker import chargram_fingerprint
+    from ameli_ray.retrieval.chargram import mention_query_text
+
+    if not (config.retrieval.fit_chargram_idf and config.retrieval.chargram and kb.chargram is not None):
+        return None, None
+    idf = kb.chargram.fitted_idf(mention_query_text(m) for m in mentions)
+    return idf, {"file": CHARGRAM_IDF, "kb_ngrams_sha256": chargram_fingerprint(kb), "n_texts": len(mentions)}
 
 
 def _cap(mentions: list[Mention], limit: int | None) -> list[Mention]:
@@ -109,6 +123,7 @@ def train_model(
     from ameli_ray.distributed.train import checkpoint_root
     from ameli_ray.fusion import FusionModel, fit_fusion
     from ameli_ray.linker import load_linker
+    from ameli_ray.retrieval.chargram import idf_bytes
 
     if not any(m.gold_entity_id for m in train_mentions):
         raise InputFormatError("the training mentions carry no gold entities: nothing to train on")
@@ -119,8 +134,9 @@ def train_model(
     started = time.perf_counter()
     train_mentions = _cap(train_mentions, config.train.max_train_mentions)
     say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
+    chargram_idf, chargram_record = fit_chargram_idf(config, kb, train_mentions + dev_mentions)
     # one pass for both (one set of actors, one encoder)
-    items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine)
+    items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine, chargram_idf)
     train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
     retrieve_seconds = time.perf_counter() - started
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
@@ -145,8 +161,10 @@ def train_model(
                               standardisation={s: (0.0, 1.0) for s in ("retrieval", "text", "image")})
     manifest = new_manifest("disambiguation", kb, config.disambiguation, provisional, text=text is not None, image=image is not None)
     # streams first (not yet LATEST), fusion once tuned on dev
-    seen = {SEEN_MENTIONS: seen_mentions_file([m.id for m in train_mentions], [m.id for m in dev_mentions])}
-    version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False, extra_files=seen)
+    extra = {SEEN_MENTIONS: seen_mentions_file([m.id for m in train_mentions], [m.id for m in dev_mentions])}
+    if chargram_idf is not None:
+        extra[chargram_record["file"]] = idf_bytes(chargram_idf)
+    version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False, extra_files=extra)
     # dev is scored by the model as written and read back, through the factory every linker
     # uses: what fusion is tuned on is what `link` and Serve will run
     disambiguator = load_linker(with_model(config, version_uri), kb, store, encoder=False).disambiguator
@@ -156,6 +174,8 @@ def train_model(
                         filter=config.attributes.filter, filter_depth=config.attributes.filter_depth)
     if retrieval_fit is not None:  # stored even when not kept: the model reproduces what dev saw
         fusion = fusion.model_copy(update={"retrieval_weights": retrieval_fit.weights, "retrieval_dev": retrieval_fit.dev})
+    if chargram_record is not None:  # dev was retrieved with it, so every linker over the model is too
+        fusion = fusion.model_copy(update={"chargram_idf": chargram_record})
     record["fusion_seconds"] = round(time.perf_counter() - tuned, 2)
     record["seconds"] = round(time.perf_counter() - started, 2)
     update_fusion(version_uri, store, fusion, record, root_uri=model_uri)

@@ -90,6 +90,42 @@ def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
     assert load_linker(ours, kb_uri, store, encoder=False).linker.retriever.weights == config.retrieval.weights
 
 
+def test_the_char_ngram_idf_fitted_on_train_and_dev_travels_with_the_model(trained, caplog):
+    import numpy as np
+
+    from ameli_ray.disambiguation.manifest import model_chargram_idf, read_model_manifest
+    from ameli_ray.kb.assets import load_kb
+    from ameli_ray.linker import chargram_fingerprint, load_linker
+    from ameli_ray.retrieval.chargram import mention_query_text
+    from ameli_ray.training_run import _cap
+    from ameli_ray.workflows import with_model
+
+    config, store, kb_uri, outcome, split = trained
+    _, manifest = read_model_manifest(outcome["model"], store)
+    record = manifest.fusion.chargram_idf
+    assert record["file"] in manifest.files  # checksummed like the weights
+    kb = load_kb(kb_uri, store, config.index)
+    assert record["kb_ngrams_sha256"] == chargram_fingerprint(kb)
+    # fitted on the KB and the mentions the model trained and tuned on, never on test
+    seen = _cap(split["train"], config.train.max_train_mentions) + split["dev"]
+    assert record["n_texts"] == len(seen)
+    expected = kb.chargram.fitted_idf(mention_query_text(m) for m in seen)
+    assert not np.allclose(expected, kb.chargram.idf)
+    # every linker over the model weighs with it (a retrieval-only one too, as Ray Data and Serve
+    # load them), and `retrieval.weights_from=config` goes back to the KB's own
+    model_config = with_model(config, outcome["model"])
+    for linker in (load_linker(model_config, kb_uri, store, encoder=False, disambiguation=False),
+                   load_linker(model_config, kb, store, encoder=False)):
+        np.testing.assert_allclose(linker.kb.chargram.idf, expected, rtol=1e-6)
+    np.testing.assert_array_equal(kb.chargram.idf, load_kb(kb_uri, store, config.index).chargram.idf)  # caller's KB untouched
+    ours = model_config.model_copy(update={"retrieval": model_config.retrieval.model_copy(update={"weights_from": "config"})})
+    np.testing.assert_array_equal(load_linker(ours, kb_uri, store, encoder=False).kb.chargram.idf, kb.chargram.idf)
+    # an idf fitted for another KB's n-grams would weigh the wrong n-grams: the KB's own serves
+    with caplog.at_level("WARNING"):
+        assert model_chargram_idf(outcome["model"], store, "another KB's n-grams") is None
+    assert "for another KB's n-grams" in caplog.text
+
+
 def test_linking_with_another_top_n_than_the_model_was_tuned_on_is_refused(trained):
     from ameli_ray.errors import ConfigError
     from ameli_ray.linker import load_linker

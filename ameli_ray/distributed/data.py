@@ -269,12 +269,12 @@ class RetrieveStage:
     """Retrieval and the attribute filter. With `keep_evidence` the mention record and its photo
     features stay in the output, for the disambiguation stage or for building training examples."""
 
-    def __init__(self, config: AmeliConfig, kb_uri: str, keep_evidence: bool = False):
+    def __init__(self, config: AmeliConfig, kb_uri: str, keep_evidence: bool = False, chargram_idf=None):
         from ameli_ray.linker import load_linker
 
         set_threads(config.retrieve_stage)
         # mentions arrive embedded (the embedding stages checked their encoders against the KB)
-        loaded = load_linker(config, kb_uri, encoder=False, disambiguation=False)
+        loaded = load_linker(config, kb_uri, encoder=False, disambiguation=False, chargram_idf=chargram_idf)
         self.kb, self.linker = loaded.kb, loaded.linker
         self.keep_evidence = keep_evidence
 
@@ -344,12 +344,13 @@ def _with_evidence(batch: pa.Table, image_dim: int) -> list:
     ]
 
 
-def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig):
+def retrieve_with_ray(mentions: list[Mention], kb_uri: str, config: AmeliConfig, chargram_idf=None):
     """(LinkResult, MentionEvidence) per mention, streamed back to the driver (training examples),
-    in no particular order."""
+    in no particular order. `chargram_idf` reaches every retrieval actor (a numpy array)."""
     kb_uri, manifest = read_manifest(kb_uri, ObjectStore(config.s3))  # one version for every actor
+    kwargs = {"config": config, "kb_uri": kb_uri, "keep_evidence": True, "chargram_idf": chargram_idf}
     ds = _embedded(mentions, "mention", config, manifest, then=("retrieve_stage",)).map_batches(
-        RetrieveStage, fn_constructor_kwargs={"config": config, "kb_uri": kb_uri, "keep_evidence": True},
+        RetrieveStage, fn_constructor_kwargs=kwargs,
         batch_format="pyarrow", **actor_options(config.retrieve_stage),
     )
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):

@@ -111,12 +111,13 @@ class RayDataRunner:
         with self.session(job.config), clear_errors():
             return link_corpus_with_ray(job, on_commit)
 
-    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb=None):
+    def retrieve(self, config: AmeliConfig, kb_uri: str, mentions: list[Mention], kb=None, chargram_idf=None):
         """`kb` is not used: each retrieval actor loads the KB version itself."""
         from ameli_ray.distributed.data import retrieve_with_ray
 
         if not mentions:
             return []
         with self.session(config), clear_errors():
-            by_id = {e.mention.id: (r, e) for r, e in retrieve_with_ray(mentions, kb_uri, with_model(config, None))}
+            found = retrieve_with_ray(mentions, kb_uri, with_model(config, None), chargram_idf)
+            by_id = {e.mention.id: (r, e) for r, e in found}
         return [by_id[m.id] for m in mentions]

@@ -94,3 +94,39 @@ def test_the_two_pass_build_is_sklearns_fit_transform(tmp_path):
                                  chunk_docs=7)
     assert (small.indices == expected.indices).all()
     np.testing.assert_allclose(small.data, expected.data, rtol=1e-5)
+
+
+REVIEWS = ["great little camera, the dsc-w120 works great", "my ipod nano 8 gb in blue works great",
+           "great mouse, works great", "the dcs1130 camera by d-link works"]
+
+
+def test_an_idf_fitted_with_the_reviews_too_is_sklearns_fit_on_both():
+    index = CharGramIndex.build(DOCS)
+    np.testing.assert_allclose(index.fitted_idf([]), index.idf, rtol=1e-6)  # no texts: the stored idf
+    reweighted = index.with_idf(index.fitted_idf(REVIEWS))
+    reference = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(DOCS + REVIEWS)
+    columns = [reference.vocabulary_[g] for g in index.ngrams]
+    np.testing.assert_allclose(reweighted.idf, reference.idf_[columns], rtol=1e-6)
+    # every document's vector is sklearn's: the n-grams only reviews hold never occur in a document
+    np.testing.assert_allclose(reweighted.postings.T.toarray(), reference.transform(DOCS).toarray()[:, columns], atol=1e-6)
+    # an n-gram the reviews write often ("cam") now weighs less against one they never write ("mx")
+    ratio = {g: reweighted.idf[index.ngrams.index(g)] / index.idf[index.ngrams.index(g)] for g in ("cam", " mx")}
+    assert ratio["cam"] < ratio[" mx"]
+    # and a review's ranking is sklearn's
+    theirs = (reference.transform(REVIEWS) @ reference.transform(DOCS).T).toarray()
+    np.testing.assert_array_equal(reweighted.scores_many(REVIEWS).argsort(axis=1), theirs.argsort(axis=1))
+    assert index.scores(REVIEWS[0]).shape == (len(DOCS),)  # the original index is untouched
+    np.testing.assert_array_equal(index.idf, CharGramIndex.build(DOCS).idf)
+
+
+def test_an_idf_of_another_length_or_a_damaged_file_is_refused():
+    from ameli_ray.retrieval.chargram import idf_bytes, idf_from_bytes
+
+    index = CharGramIndex.build(DOCS)
+    with pytest.raises(InputFormatError, match="weights for an index of"):
+        index.with_idf(index.idf[:-1])
+    good = index.fitted_idf(REVIEWS)
+    np.testing.assert_array_equal(idf_from_bytes(idf_bytes(good)), good)
+    for bad in (b"not npy", idf_bytes(-good), idf_bytes(np.full(3, np.nan))):
+        with pytest.raises(InputFormatError, match="char n-gram idf"):
+            idf_from_bytes(bad)
