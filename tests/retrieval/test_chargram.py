@@ -115,6 +115,8 @@ def test_an_idf_fitted_with_the_reviews_too_is_sklearns_fit_on_both():
     # and a review's ranking is sklearn's
     theirs = (reference.transform(REVIEWS) @ reference.transform(DOCS).T).toarray()
     np.testing.assert_array_equal(reweighted.scores_many(REVIEWS).argsort(axis=1), theirs.argsort(axis=1))
+    # chunks of a few postings give the same weights as one pass
+    np.testing.assert_allclose(index.with_idf(reweighted.idf, chunk=7).postings.toarray(), reweighted.postings.toarray(), rtol=1e-6)
     assert index.scores(REVIEWS[0]).shape == (len(DOCS),)  # the original index is untouched
     np.testing.assert_array_equal(index.idf, CharGramIndex.build(DOCS).idf)
 
