@@ -132,9 +132,10 @@ def train_model(
     check_compatible(manifest, config)
     kb = load_kb(kb_uri, store, config.index)
     started = time.perf_counter()
+    # the idf needs texts alone: every training mention counts, not only the capped ones retrieved
+    chargram_idf, chargram_record = fit_chargram_idf(config, kb, train_mentions + dev_mentions)
     train_mentions = _cap(train_mentions, config.train.max_train_mentions)
     say(f"retrieving candidates for {len(train_mentions)} training and {len(dev_mentions)} dev mentions")
-    chargram_idf, chargram_record = fit_chargram_idf(config, kb, train_mentions + dev_mentions)
     # one pass for both (one set of actors, one encoder)
     items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine, chargram_idf)
     train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
