@@ -21,7 +21,7 @@ import numpy as np
 from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
 from ameli_ray.attributes.extract import prepare_agreement
 from ameli_ray.attributes.ocr import make_ocr_engine
-from ameli_ray.config import AmeliConfig, FusionWeights
+from ameli_ray.config import AmeliConfig, FusionWeights, with_model
 from ameli_ray.encoders import ImageEncoder, TextEncoder
 from ameli_ray.encoders.image import embed_loaded, load_image_lists, split_by_owner
 from ameli_ray.errors import ConfigError
@@ -251,7 +251,7 @@ def load_linker(
     config: AmeliConfig, kb: "str | KnowledgeBase", store: ObjectStore | None = None, *, encoder: bool = True,
     disambiguation: bool = True, device: str = "cpu",
     text_encoder: TextEncoder | None = None, image_encoder: ImageEncoder | None = None,
-    ocr_threads: int | None = None, chargram_idf: "np.ndarray | None" = None,
+    ocr_threads: int | None = None, chargram_idf: "np.ndarray | None" = None, retrieval: bool = True,
 ) -> LoadedLinker:
     """The one place a linker is assembled: the KB (a URI, read and verified, or one already in
     memory), the mention encoders (`encoder`), retrieval and the attribute filter, and the
@@ -259,7 +259,8 @@ def load_linker(
     `ocr_threads` caps the OCR engine's threads (an actor's share of the node; None = every core).
     The char n-gram channel weighs by `chargram_idf` when given (training, before its model
     exists), else by the idf the configured model fitted (`retrieval.weights_from` "model"),
-    else by the KB's own.
+    else by the KB's own; `retrieval=False` (a stage that only reranks what arrives retrieved)
+    leaves it as the KB has it: reweighting a million products' postings costs seconds and 0.9 GB.
     The encoders and the model are checked against the KB: same text model and dimension, same
     image weights; a model whose adapter was trained on another image tower is refused."""
     store = store or ObjectStore(config.s3)
@@ -269,7 +270,20 @@ def load_linker(
         _, manifest = read_manifest(kb, store)
         check_compatible(manifest, config)  # before the KB's files are read: the mistake is in the config
         kb = load_kb(kb, store, config.index)
-    kb = _with_chargram_idf(kb, config, store, chargram_idf)
+    model_manifest = None
+    if config.disambiguation.model and config.retrieval.weights_from == "model":
+        # read once: the retrieval weights, the char n-gram idf and the streams come from one
+        # version, even if the model's LATEST moves meanwhile
+        from ameli_ray.disambiguation.manifest import read_model_manifest
+
+        version_uri, model_manifest = read_model_manifest(config.disambiguation.model, store)
+        config = with_model(config, version_uri)
+    if retrieval and chargram_idf is None and model_manifest is not None and kb.chargram is not None:
+        from ameli_ray.disambiguation.manifest import model_chargram_idf
+
+        chargram_idf = model_chargram_idf(version_uri, model_manifest, store, kb.chargram_fingerprint)
+    if retrieval and chargram_idf is not None and kb.chargram is not None and config.retrieval.chargram:
+        kb = dataclasses.replace(kb, chargram=kb.chargram.with_idf(chargram_idf))  # a copy: the caller's KB stays
     mention_encoder = None
     if encoder:
         mention_encoder = MentionEncoder(config, store, text_encoder, image_encoder, ocr_threads)
@@ -282,34 +296,11 @@ def load_linker(
 
         model = load_model(config.disambiguation.model, store, config.disambiguation, device)
         disambiguator = Disambiguator(model, kb, config.disambiguation)
-    elif config.disambiguation.model and config.retrieval.weights_from == "model":
+    elif model_manifest is not None:
         # retrieval alone over a model's KB (a Ray Data retrieval actor): the model's retrieval
         # weights still apply, read from its manifest without loading its weights
-        from ameli_ray.disambiguation.manifest import read_model_manifest
-
-        fitted = read_model_manifest(config.disambiguation.model, store)[1].fusion.retrieval_weights
+        fitted = model_manifest.fusion.retrieval_weights
     return LoadedLinker(kb, Linker(kb, config, disambiguator, fitted_weights=fitted), mention_encoder, config)
-
-
-def _with_chargram_idf(kb: "KnowledgeBase", config: AmeliConfig, store: ObjectStore, idf: "np.ndarray | None"):
-    """`kb` with its char n-gram channel reweighted (a copy: the caller's KB is left as it was)."""
-    if kb.chargram is None or not config.retrieval.chargram:
-        return kb
-    if idf is None and config.disambiguation.model and config.retrieval.weights_from == "model":
-        from ameli_ray.disambiguation.manifest import model_chargram_idf
-
-        idf = model_chargram_idf(config.disambiguation.model, store, chargram_fingerprint(kb))
-    if idf is None:
-        return kb
-    return dataclasses.replace(kb, chargram=kb.chargram.with_idf(idf))
-
-
-def chargram_fingerprint(kb: "KnowledgeBase") -> str | None:
-    """The sha256 of the KB's char n-gram list: which idf vectors fit its n-grams."""
-    from ameli_ray.retrieval.chargram import FILES
-
-    entry = kb.manifest.files.get(FILES[0])
-    return entry.sha256 if entry is not None else None
 
 
 # channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)

@@ -44,13 +44,12 @@ def fit_chargram_idf(config: AmeliConfig, kb: KnowledgeBase, mentions: list[Ment
     model never sees the mentions it is scored on), and the record the model keeps of it; (None,
     None) where the KB has no channel or `retrieval.fit_chargram_idf` is off."""
     from ameli_ray.disambiguation.manifest import CHARGRAM_IDF
-    from ameli_ray.linker import chargram_fingerprint
     from ameli_ray.retrieval.chargram import mention_query_text
 
     if not (config.retrieval.fit_chargram_idf and config.retrieval.chargram and kb.chargram is not None):
         return None, None
     idf = kb.chargram.fitted_idf(mention_query_text(m) for m in mentions)
-    return idf, {"file": CHARGRAM_IDF, "kb_ngrams_sha256": chargram_fingerprint(kb), "n_texts": len(mentions)}
+    return idf, {"file": CHARGRAM_IDF, "kb_ngrams_sha256": kb.chargram_fingerprint, "n_texts": len(mentions)}
 
 
 def _cap(mentions: list[Mention], limit: int | None) -> list[Mention]:
@@ -168,7 +167,7 @@ def train_model(
     version_uri = write_model(model_uri, store, manifest, text, image, point_latest=False, extra_files=extra)
     # dev is scored by the model as written and read back, through the factory every linker
     # uses: what fusion is tuned on is what `link` and Serve will run
-    disambiguator = load_linker(with_model(config, version_uri), kb, store, encoder=False).disambiguator
+    disambiguator = load_linker(with_model(config, version_uri), kb, store, encoder=False, retrieval=False).disambiguator
     tuned = time.perf_counter()
     scores, gold_index, is_nil = dev_stream_scores(disambiguator, dev_items)
     fusion = fit_fusion(scores, gold_index, is_nil, config.disambiguation.fusion,

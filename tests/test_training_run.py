@@ -95,7 +95,7 @@ def test_the_char_ngram_idf_fitted_on_train_and_dev_travels_with_the_model(train
 
     from ameli_ray.disambiguation.manifest import model_chargram_idf, read_model_manifest
     from ameli_ray.kb.assets import load_kb
-    from ameli_ray.linker import chargram_fingerprint, load_linker
+    from ameli_ray.linker import load_linker
     from ameli_ray.retrieval.chargram import mention_query_text
     from ameli_ray.training_run import _cap
     from ameli_ray.workflows import with_model
@@ -105,7 +105,7 @@ def test_the_char_ngram_idf_fitted_on_train_and_dev_travels_with_the_model(train
     record = manifest.fusion.chargram_idf
     assert record["file"] in manifest.files  # checksummed like the weights
     kb = load_kb(kb_uri, store, config.index)
-    assert record["kb_ngrams_sha256"] == chargram_fingerprint(kb)
+    assert record["kb_ngrams_sha256"] == kb.chargram_fingerprint
     # fitted on the KB and the train and dev texts (all of them: the cap on retrieved training
     # mentions is about OCR and encoding time), never on test
     seen = split["train"] + split["dev"]
@@ -123,7 +123,7 @@ def test_the_char_ngram_idf_fitted_on_train_and_dev_travels_with_the_model(train
     np.testing.assert_array_equal(load_linker(ours, kb_uri, store, encoder=False).kb.chargram.idf, kb.chargram.idf)
     # an idf fitted for another KB's n-grams would weigh the wrong n-grams: the KB's own serves
     with caplog.at_level("WARNING"):
-        assert model_chargram_idf(outcome["model"], store, "another KB's n-grams") is None
+        assert model_chargram_idf(*read_model_manifest(outcome["model"], store), store, "another KB's n-grams") is None
     assert "for another KB's n-grams" in caplog.text
 
 

@@ -40,16 +40,15 @@ SEEN_MENTIONS = "seen_mentions.json"
 CHARGRAM_IDF = "retrieval/chargram_idf.npy"
 
 
-def model_chargram_idf(uri: str, store: ObjectStore, kb_ngrams_sha256: str | None):
-    """The char n-gram idf a model fitted (numpy float32, checksum verified), or None: a model that
-    fitted none, or one fitted for another KB's n-gram list (`kb_ngrams_sha256`: the loaded KB's),
-    where its weights would land on the wrong n-grams; that case is logged, and the KB's own idf
-    serves."""
+def model_chargram_idf(version_uri: str, manifest: ModelManifest, store: ObjectStore, kb_ngrams_sha256: str | None):
+    """The char n-gram idf the model version fitted (numpy float32, checksum verified), or None: a
+    model that fitted none, or one fitted for another KB's n-gram list (`kb_ngrams_sha256`: the
+    loaded KB's), where its weights would land on the wrong n-grams; that case is logged, and the
+    KB's own idf serves."""
     import logging
 
     from ameli_ray.retrieval.chargram import idf_from_bytes
 
-    version_uri, manifest = read_model_manifest(uri, store)
     record = manifest.fusion.chargram_idf
     if not record:
         return None

@@ -86,11 +86,11 @@ class OcrStage:
     def __init__(self, config: AmeliConfig, kind: str):
         from ameli_ray.attributes.ocr import make_ocr_engine
 
-        set_threads(config.ocr_stage)
+        threads = set_threads(config.ocr_stage)
         self.kind = kind
         self.config = config
         self.store = ObjectStore(config.s3)
-        self.engine = make_ocr_engine(config.ocr, threads=config.ocr_stage.threads or 1)
+        self.engine = make_ocr_engine(config.ocr, threads=threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ameli_ray.attributes.evidence import read_text_in_images
@@ -308,7 +308,7 @@ class DisambiguateStage:
 
         set_threads(config.disambiguate_stage)
         device = stage_device(config.disambiguate_stage)
-        loaded = load_linker(config, kb_uri, encoder=False, device=device)
+        loaded = load_linker(config, kb_uri, encoder=False, retrieval=False, device=device)
         self.kb, self.disambiguator = loaded.kb, loaded.disambiguator
 
     def __call__(self, batch: pa.Table) -> pa.Table:

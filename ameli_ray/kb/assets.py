@@ -134,6 +134,13 @@ class KnowledgeBase:
     def image_rows(self, entity_row: int) -> np.ndarray:
         return self._image_order[self._image_bounds[entity_row] : self._image_bounds[entity_row + 1]]
 
+    @property
+    def chargram_fingerprint(self) -> str | None:
+        """The sha256 of the char n-gram list (from the manifest): which idf vectors fit its
+        n-grams. None for a KB without the channel, or one not written yet."""
+        entry = self.manifest.files.get(CHARGRAM_FILES[0])
+        return entry.sha256 if entry is not None else None
+
     @functools.cached_property
     def ids(self) -> list[str]:
         """The id of each entity row."""

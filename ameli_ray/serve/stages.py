@@ -199,7 +199,7 @@ def load_disambiguation(config: AmeliConfig, key: str, device: str = "cpu"):
     kb, model = split_key(key)
     if model is None:
         return None
-    return load_linker(with_model(config, model), kb, encoder=False, device=device).disambiguator
+    return load_linker(with_model(config, model), kb, encoder=False, retrieval=False, device=device).disambiguator
 
 
 def stream_scores(disambiguator, items: list[Retrieved]) -> list[tuple[np.ndarray, np.ndarray]]:
