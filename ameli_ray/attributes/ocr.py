@@ -128,7 +128,7 @@ def _stop_spinning(wrapper: Any) -> None:
     """Rebuilds a rapidocr model's onnxruntime session with its intra-op threads sleeping between
     runs instead of spinning (onnxruntime's default, which rapidocr does not expose). Spinning
     threads hold cores while torch runs the encoders in the same process, or the cross-encoder in
-    the next one: on 2 cores the in-process linker was ~15% slower with them (BENCHMARKS.md). A
+    the next one: on 2 cores the in-process linker was ~10% slower with them (BENCHMARKS.md). A
     session without a thread pool, or an onnxruntime that no longer keeps the model's path, is
     left as it is."""
     session = getattr(wrapper, "session", None)

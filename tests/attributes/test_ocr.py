@@ -305,7 +305,7 @@ def test_tesseract_reads_a_label(angle):
 
 @pytest.mark.slow
 def test_rapidocr_threads_sleep_between_runs_instead_of_spinning():
-    # spinning onnxruntime threads held the cores torch needed next (in-process ~15% slower on 2 cores)
+    # spinning onnxruntime threads held the cores torch needed next (in-process ~10% slower on 2 cores)
     engine = make_ocr_engine(SETTINGS)
     parts = [engine._ocr.text_det, engine._ocr.text_cls, engine._ocr.text_rec]
     options = [p.session.session.get_session_options() for p in parts]
