@@ -80,6 +80,7 @@ def serve_locally(config: AmeliConfig, *, kb: str | None, model: str | None, no_
     from ameli_ray.distributed.runtime import ray_session
     from ameli_ray.storage import s3_for_run
 
+    _refuse_a_taken_port(host, port)  # before minutes of catalogue, KB and model preparation
     overrides: list[str] = list(user_overrides or [])  # the replicas read the same configuration
     with s3_for_run(config.s3) as s3:
         config = config.model_copy(update={"s3": s3})
@@ -142,10 +143,28 @@ def serve_locally(config: AmeliConfig, *, kb: str | None, model: str | None, no_
                 serve.shutdown()
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """Serve's proxy cannot bind a taken port and keeps retrying, so we ask first."""
+    import socket
+
+    from ameli_ray.errors import AmeliError
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a just-stopped server's port is free
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise AmeliError(f"cannot serve on {host}:{port}: {e.strerror or e} (another process holds it? "
+                             "choose a port with --port or serve.port)") from None
+
+
 def _wait_healthy(url: str, timeout_s: float = 1800) -> None:
+    import http.client
     import time
     import urllib.error
     import urllib.request
+
+    from ameli_ray.errors import AmeliError
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -153,10 +172,14 @@ def _wait_healthy(url: str, timeout_s: float = 1800) -> None:
             with urllib.request.urlopen(f"{url}/v1/healthz", timeout=30) as r:
                 if r.status == 200:
                     return
+        except http.client.BadStatusLine as e:
+            if not isinstance(e, http.client.RemoteDisconnected):  # a closed connection: still starting
+                # Not HTTP: a process that bound the port after our check (Ray's own gRPC servers
+                # take free ports as they start); Serve's proxy will never get it.
+                raise AmeliError(f"something other than Ray Serve answers on {url} (it took the port as the "
+                                 "application started): choose another port with --port or serve.port") from None
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            from ameli_ray.errors import AmeliError
-
             raise AmeliError(f"the application at {url} did not become healthy in {timeout_s:.0f} s (see the Ray Serve logs)")
         time.sleep(1)

@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -23,8 +24,34 @@ LOCAL_KEY = "ameli-local"
 LOCAL_SECRET = "ameli-local-secret"
 
 
+# Ports handed to a server that binds them later: above Ray's worker ports (10002-19999 by
+# default) and below the kernel's ephemeral range. A port from `bind(0)` is ephemeral, and between
+# our choice and the server's bind another process may take it: a local Ray picks its gRPC ports at
+# random between an ephemeral port and 65535 (`Node._get_unused_port`), and once one of them took
+# the port a test had chosen for Serve (CI, stop 23: the health check read an HTTP/2 frame).
+_PICK_FROM = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux: macOS and Windows start at 49152
+        return 49152
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket() as s:
+    """A port free on `host` now, outside the ranges other processes are handed ports from."""
+    import random
+
+    high = _ephemeral_low() - 1
+    for port in random.sample(range(_PICK_FROM, high + 1), min(200, max(high + 1 - _PICK_FROM, 0))):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # an unusual port range: the kernel's choice, race and all
         s.bind((host, 0))
         return s.getsockname()[1]
 
