@@ -144,6 +144,10 @@ class RetrievalSettings(_Section):
     fit_weights: bool = Field(
         True, description="training fits the channel weights on dev (kept when they gain fusion.min_gain) and stores them with the model",
     )
+    cross_fit: bool = Field(
+        True, description="fusion is tuned on dev ranked with weights fitted on the other half of dev (the model keeps "
+        "the whole-dev fit), so the retrieval score it weighs is as good as it will be on unseen reviews",
+    )
     fit_chargram_idf: bool = Field(
         True, description="training fits the char n-gram channel's idf on the KB and its train + dev mention texts "
         "and stores it with the model",

@@ -167,3 +167,76 @@ def test_a_corrupted_model_file_is_refused(trained, tmp_path, monkeypatch):
     finally:
         store.write_bytes(uri, good)
     assert json.loads(store.read_text(f"{outcome['model']}/manifest.json"))["files"][name]
+
+
+def _dev_items(consistent: bool):
+    """120 labelled dev items (80 in one half, 40 in the other) and 12 no-match ones. Text ranks
+    the gold first in every other mention, a decoy otherwise; BM25 marks the gold in the larger
+    half and, unless `consistent`, a second decoy in the smaller one."""
+    import itertools
+
+    import numpy as np
+
+    from ameli_ray.schema import NIL_ENTITY, Candidate, LinkResult, Mention, MentionEvidence
+    from ameli_ray.training_run import Retrieved, _half
+
+    ids = (f"review-{k}" for k in itertools.count())
+    big = [i for i in itertools.islice((i for i in ids if _half(i) == 0), 80)]
+    small = [i for i in itertools.islice((i for i in ids if _half(i) == 1), 40)]
+    items = []
+    for m, mention_id in enumerate(big + small + [f"nil-{k}" for k in range(12)]):
+        gold_slot, decoy, bm25_pick = m % 4, (m + 1) % 4, m % 4 if consistent or mention_id in big else (m + 2) % 4
+        text_pick = gold_slot if m % 2 == 0 else decoy
+        cands = [Candidate(entity_id=f"{mention_id}-e{c}", score=0.0, channel_scores={
+            "text": 0.8 if c == text_pick else 0.7 if c in (gold_slot, decoy) else 0.5,
+            "lexical": 5.0 if c == bm25_pick else 1.0}) for c in range(4)]
+        gold = NIL_ENTITY if mention_id.startswith("nil") else cands[gold_slot].entity_id
+        mention = Mention(id=mention_id, text="t", gold_entity_id=gold)
+        items.append(Retrieved(LinkResult(mention_id=mention_id, entity_id="", score=0.0, candidates=cands),
+                               MentionEvidence(mention, [], np.zeros((0, 4), np.float32))))
+    return items
+
+
+TEXT_ONLY = ["retrieval.weights.lexical=0"]  # configured: text alone (half the golds first)
+
+
+def test_fusion_sees_each_half_of_dev_ranked_by_the_weights_fitted_on_the_other():
+    from ameli_ray.config import FusionWeights
+    from ameli_ray.retrieval.fitting import fit_retrieval_weights, refuse
+    from ameli_ray.training_run import _half, _labelled, fit_retrieval
+
+    config = AmeliConfig.load(None, TEXT_ONLY)
+    items = _dev_items(consistent=True)
+    fit, reranked = fit_retrieval(config, items)
+    assert fit.kept and fit.weights["lexical"] > 0
+    assert [r.evidence.mention.id for r in reranked] == [i.evidence.mention.id for i in items]  # no-match ones too
+    for side in (0, 1):
+        other = [i for i in items if _labelled(i) and _half(i.evidence.mention.id) != side]
+        weights = FusionWeights(**fit_retrieval_weights([i.result.candidates for i in other],
+                                                        [i.evidence.mention.gold_entity_id for i in other],
+                                                        config.retrieval.weights, config.disambiguation.fusion.min_gain).weights)
+        for item, out in zip(items, reranked):
+            if _half(item.evidence.mention.id) == side:
+                assert [c.entity_id for c in out.result.candidates] == [c.entity_id for c in refuse(item.result.candidates, weights)]
+                assert out.result.entity_id == out.result.candidates[0].entity_id
+    assert fit.dev["configured_accuracy"] == 0.5 and fit.dev["cross_fitted_accuracy"] == fit.dev["fitted_accuracy"] == 1.0
+
+    whole = config.model_copy(update={"retrieval": config.retrieval.model_copy(update={"cross_fit": False})})
+    fit_whole, reranked_whole = fit_retrieval(whole, items)
+    assert fit_whole.weights == fit.weights and "cross_fitted_accuracy" not in fit_whole.dev
+    weights = FusionWeights(**fit.weights)
+    assert all([c.entity_id for c in out.result.candidates] == [c.entity_id for c in refuse(item.result.candidates, weights)]
+               for item, out in zip(items, reranked_whole))
+
+
+def test_weights_that_lose_on_the_half_of_dev_they_did_not_see_are_not_kept():
+    """BM25 marks the gold in one half and a decoy in the other: over the whole of dev it still
+    gains (the larger half wins), but each half's fit costs the other half."""
+    from ameli_ray.training_run import fit_retrieval
+
+    config = AmeliConfig.load(None, TEXT_ONLY)
+    items = _dev_items(consistent=False)
+    fit, out = fit_retrieval(config, items)
+    assert fit.dev["fitted_accuracy"] >= fit.dev["configured_accuracy"] + 0.1
+    assert fit.dev["cross_fitted_accuracy"] < fit.dev["configured_accuracy"]
+    assert not fit.kept and fit.weights == config.retrieval.weights.model_dump() and out is items
