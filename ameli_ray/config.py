@@ -225,6 +225,11 @@ class FusionSettings(_Section):
         0.01, ge=0, le=1,
         description="dev accuracy a setting with less retrieval weight must gain to be preferred (guards small dev sets)",
     )
+    plateau: Literal["most_retrieval", "centre"] = Field(
+        "most_retrieval", description="which of the weightings within min_gain of dev's best is kept: most_retrieval "
+        "(a stream must earn its weight) or centre (the one nearest their mean: where dev cannot tell comparable "
+        "scores apart, they are averaged)",
+    )
 
 
 class DisambiguationSettings(_Section):

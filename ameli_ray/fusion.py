@@ -219,7 +219,16 @@ def fit_fusion(
     # mentions, and a weak stream's noise can buy that much by chance.
     accuracy = correct / max(1, int((~nil).sum()))
     eligible = accuracy >= accuracy.max() - settings.min_gain - 1e-12
-    best = int(np.lexsort((-grid[:, 1], -correct, -grid[:, 0], ~eligible))[0])
+    if settings.plateau == "centre":
+        # Where dev cannot tell the weightings apart, the plateau's edge (all weight on retrieval) is
+        # one arbitrary point of it; its centre averages the scores that are about as good, which is
+        # what an ensemble of comparable, partly independent scorers gains from. A weak stream is
+        # only in the plateau at low weight, so its centre gives it little. (Then the more
+        # accurate, then more retrieval weight.)
+        distance = np.abs(grid - grid[eligible].mean(axis=0)).sum(axis=1)
+        best = int(np.lexsort((-grid[:, 0], -correct, np.round(distance, 9), ~eligible))[0])
+    else:
+        best = int(np.lexsort((-grid[:, 1], -correct, -grid[:, 0], ~eligible))[0])
     weights = {s: float(grid[best, i]) for i, s in enumerate(STREAMS)}
     # the per-review gate, against the fixed weights it starts from: only with two weighted streams
     margins = _margins(x, valid)

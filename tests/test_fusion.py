@@ -262,6 +262,21 @@ def test_a_stream_must_beat_retrieval_by_min_gain_to_get_weight():
     assert guarded.weights["retrieval"] == 1.0 and guarded.dev["accuracy"] == 0.80
 
 
+def test_the_plateau_centre_averages_what_dev_cannot_tell_apart_and_keeps_a_weak_stream_light():
+    flat = [scores([0.0, 0.0], [1.0, 1.0], [0.5, 0.5]) for _ in range(4)]  # every weighting as accurate
+    m = fit_fusion(flat, [0, 1, 0, 1], [False] * 4, FusionSettings(plateau="centre"), filter=False, filter_depth=10)
+    assert m.weights == pytest.approx({"retrieval": 0.4, "text": 0.3, "image": 0.3})  # nearest (1/3, 1/3, 1/3); ties: retrieval
+    rng = np.random.default_rng(7)
+    dev, gold = [], []
+    for i in range(100):  # retrieval right 80 times, the text stream noise
+        dev.append(scores([0.9, 0.8, 0.7], rng.normal(size=3), rng.normal(size=3)))
+        gold.append(0 if i < 80 else 1)
+    m = fit_fusion(dev, gold, [False] * 100, FusionSettings(plateau="centre"), filter=False, filter_depth=10)
+    best = max(g["accuracy"] for g in m.grid)
+    assert m.dev["accuracy"] >= best - FusionSettings().min_gain
+    assert m.weights["retrieval"] >= 0.6 and m.weights["text"] <= 0.2 and m.weights["image"] <= 0.2
+
+
 def test_a_confidence_threshold_must_gain_min_gain_over_all_dev_mentions():
     """A threshold that buys one NIL mention in 100 (and costs none) is not kept under a 2-point
     guard; one that catches ten is."""
