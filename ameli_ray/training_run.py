@@ -147,7 +147,10 @@ def train_model(
         retrieval_fit, dev_items = fit_retrieval(config, dev_items)
         record["retrieval_weights"] = retrieval_fit.weights
         record["retrieval_dev"] = retrieval_fit.dev
-        say(f"retrieval weights {'fitted on dev' if retrieval_fit.kept else 'as configured (the fit gained too little on dev)'}: "
+        why = ("fitted on dev" if retrieval_fit.kept else
+               "as configured (each half of dev's fit loses on the other half)" if "cross_fitted_accuracy" in retrieval_fit.dev
+               else "as configured (the fit gained too little on dev)")
+        say(f"retrieval weights {why}: "
             + ", ".join(f"{c} {w:g}" for c, w in retrieval_fit.weights.items())
             + f"; dev top-1 {retrieval_fit.dev.get('configured_accuracy', float('nan')):.3f} as configured, "
             f"{retrieval_fit.dev.get('fitted_accuracy', float('nan')):.3f} fitted"
