@@ -192,7 +192,11 @@ def fit_fusion(
     # -1: no gold among the candidates (or NIL); an answer index never equals it
     gold = np.array([-1 if g is None or n else int(g) for g, n in zip(gold_index, is_nil)], dtype=np.int64)
 
-    grid = _simplex([STREAMS.index(s) for s in STREAMS if s in streams], settings.grid_step)
+    # A stream with no score on any dev candidate (no image stream, or no review photos) gets no
+    # weight: weight on it is renormalised away, so the grid would hold each weighting many times
+    # over and the plateau's centre would lean towards a stream that is not there.
+    scored = [s for s in STREAMS if s in streams and present[:, STREAMS.index(s)].any()]
+    grid = _simplex([STREAMS.index(s) for s in (scored or [s for s in STREAMS if s in streams])], settings.grid_step)
     step = max(1, _CHUNK_ELEMENTS // max(1, x.shape[0] * x.shape[2]))
 
     def grid_correct(filter_on: bool) -> np.ndarray:

@@ -277,6 +277,16 @@ def test_the_plateau_centre_averages_what_dev_cannot_tell_apart_and_keeps_a_weak
     assert m.weights["retrieval"] >= 0.6 and m.weights["text"] <= 0.2 and m.weights["image"] <= 0.2
 
 
+@pytest.mark.parametrize("plateau", ["most_retrieval", "centre"])
+def test_a_stream_without_a_score_on_dev_gets_no_weight(plateau):
+    """No review photos (the entity-matching sets): the image axis is not searched at all."""
+    dev, gold, nil = synthetic_dev()
+    for d in dev:
+        d.image[:] = NAN
+    m = fit_fusion(dev, gold, nil, FusionSettings(plateau=plateau), filter=True, filter_depth=10)
+    assert len(m.grid) == 11 and m.weights["image"] == 0.0 and m.weights["text"] >= 0.8
+
+
 def test_a_confidence_threshold_must_gain_min_gain_over_all_dev_mentions():
     """A threshold that buys one NIL mention in 100 (and costs none) is not kept under a 2-point
     guard; one that catches ten is."""
