@@ -217,10 +217,10 @@ def fit_fusion(
             filter, correct = False, unfiltered
 
     n_linkable = int((~nil).sum())
-    # A trained stream must earn its weight: among the settings within `min_gain` of the best dev
-    # accuracy, the one with the most retrieval weight wins (then the more accurate, then more
-    # text weight). On a dev set of a few hundred mentions, a point of accuracy is a handful of
-    # mentions, and a weak stream's noise can buy that much by chance.
+    # On a dev set of a few hundred mentions, a point of accuracy is a handful of mentions, so the
+    # weightings within `min_gain` of the best dev accuracy are one plateau. `plateau=centre` keeps
+    # its centre (below); `most_retrieval` its edge: the most retrieval weight (then the more
+    # accurate, then more text weight), so that a stream must earn its weight.
     accuracy = correct / max(1, int((~nil).sum()))
     eligible = accuracy >= accuracy.max() - settings.min_gain - 1e-12
     if settings.plateau == "centre":
