@@ -223,7 +223,8 @@ class FusionSettings(_Section):
     )
     min_gain: float = Field(
         0.01, ge=0, le=1,
-        description="dev accuracy a setting with less retrieval weight must gain to be preferred (guards small dev sets)",
+        description="dev accuracy within which fusion weightings count as equally good (see plateau), and that a "
+        "gate, a no-match rule or fitted retrieval weights must add to be used (guards small dev sets)",
     )
     # centre since stop 24: demo 0.744 -> 0.788, cross-validated Abt->Buy 0.919 -> 0.926 and
     # Amazon->Google 0.758 -> 0.764 (BENCHMARKS.md, "The fusion weights from the centre of dev's plateau")
