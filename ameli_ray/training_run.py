@@ -206,7 +206,7 @@ def fit_retrieval(config: AmeliConfig, dev_items: list[Retrieved]):
 
     With `retrieval.cross_fit`, each half of dev (by hash of mention id) is re-ranked with
     weights fitted on the other half. Fitted and judged on the same mentions, the retrieval
-    ranking looks better on dev than it will on unseen reviews (by 1.5-3.5 points of top-1 on
+    ranking looks better on dev than it will on unseen reviews (by 1.4-6 points of top-1 on
     the entity-matching sets' folds, BENCHMARKS.md), and fusion, which weighs it against the
     streams on dev, would undervalue the streams by as much. The model keeps the weights fitted
     on the whole of dev, unless the halves' fits, judged on the half they did not see, are less
