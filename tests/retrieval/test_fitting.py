@@ -79,3 +79,22 @@ def test_a_linker_takes_the_models_weights_unless_the_config_says_otherwise():
     configured = AmeliConfig.load(None, ["retrieval.weights_from=config"])
     assert retrieval_weights(configured, fitted) == configured.retrieval.weights
     assert retrieval_weights(AmeliConfig(), None) == AmeliConfig().retrieval.weights
+
+
+def test_cross_fit_ranks_each_half_with_the_fit_of_the_other():
+    from ameli_ray.retrieval.fitting import CROSS_FIT_MIN_MENTIONS, cross_fit
+
+    lists, gold = _dev(n=80)
+    # in half 1 the attribute agreement marks the gold: only a fit that sees half 1 would weigh it
+    for cands, g in zip(lists[40:], gold[40:]):
+        for c in cands:
+            c.channel_scores["attributes"] = 1.0 if c.entity_id == g else 0.0
+            c.channel_scores["chargram"] = 0.3
+    half = [0] * 40 + [1] * 40
+    for_0, for_1 = cross_fit(lists, gold, half, CONFIGURED, 0.0)
+    assert for_0 == fit_retrieval_weights(lists[40:], gold[40:], CONFIGURED, 0.0).weights  # half 1's fit
+    assert for_1 == fit_retrieval_weights(lists[:40], gold[:40], CONFIGURED, 0.0).weights
+    assert for_1["attributes"] == 0.0 and for_0["attributes"] > 0
+    # unlabelled mentions do not count towards a half's size
+    few = [g if i % 40 < CROSS_FIT_MIN_MENTIONS - 1 else None for i, g in enumerate(gold)]
+    assert cross_fit(lists, few, half, CONFIGURED, 0.0) is None
