@@ -179,6 +179,25 @@ class AttributeSettings(_Section):
     ocr_entities: bool = Field(False, description="OCR product images at KB build (their text joins the entity's lexical document)")
     filter: bool = Field(True, description="answer the best candidate not contradicted by extracted attributes")
     filter_depth: int = Field(10, ge=1, description="how far down the ranking the filter may go")
+    ignore_keys: list[str] = Field(
+        default_factory=list, description="keys whose extracted values the linker ignores (a model trained with "
+        "fit_keys adds the keys it found unreliable on dev)",
+    )
+    # 0.75: on Walmart->Amazon's dev folds brand agrees with the right product in ~96% of the reviews
+    # that state one, the model number ~99%, the dimensions ~55% (attributes/reliability.py)
+    fit_keys: bool = Field(
+        True, description="training ignores the keys whose extracted values agree with the right product in less "
+        "than min_key_precision of the dev reviews where they can be compared (at least min_key_reads of them)",
+    )
+    min_key_precision: float = Field(0.75, ge=0, le=1, description="see fit_keys")
+    min_key_reads: int = Field(10, ge=1, description="see fit_keys")
+
+    @field_validator("ignore_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from ameli_ray.attributes.normalize import normalize_key
+
+        return sorted({normalize_key(k) for k in value if k.strip()})
 
 
 class TextStreamSettings(_Section):

@@ -84,6 +84,11 @@ class FusionModel(BaseModel):
     # None: a model from before the fit, or trained with `retrieval.fit_weights` off
     retrieval_weights: dict[str, float] | None = None
     retrieval_dev: dict[str, float] = {}
+    # attribute keys whose extracted values agreed with the right product too rarely on dev
+    # (`attributes.reliability`): the model was trained and tuned without them, so a linker over it
+    # ignores them too; `attribute_keys_dev` is what the rule saw, per key: [agree, contradict]
+    ignored_attribute_keys: list[str] = []
+    attribute_keys_dev: dict[str, list[int]] = {}
     # the char n-gram channel's idf refitted on the KB and the train + dev mention texts (the
     # model's file `manifest.CHARGRAM_IDF`), for the KB whose n-gram list has this sha256:
     # {"file", "kb_ngrams_sha256", "n_texts"}. None: the KB's own idf

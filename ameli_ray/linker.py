@@ -20,6 +20,7 @@ import numpy as np
 
 from ameli_ray.attributes.evidence import mention_attributes, read_text, wants_mention_ocr
 from ameli_ray.attributes.extract import prepare_agreement
+from ameli_ray.attributes.normalize import normalize_key
 from ameli_ray.attributes.ocr import make_ocr_engine
 from ameli_ray.config import AmeliConfig, FusionWeights, with_model
 from ameli_ray.encoders import ImageEncoder, TextEncoder
@@ -115,14 +116,20 @@ class Linker:
     """Retrieval, the attribute filter and, given a disambiguator, disambiguation and fusion."""
 
     def __init__(self, kb: KnowledgeBase, config: AmeliConfig, disambiguator: "Disambiguator | None" = None,
-                 gold_candidates: bool = False, fitted_weights: dict[str, float] | None = None):
-        """`fitted_weights`: the retrieval channel weights stored with the model (see
-        `retrieval_weights`); read from the disambiguator's fusion when not given."""
+                 gold_candidates: bool = False, fitted_weights: dict[str, float] | None = None,
+                 fitted_ignored_keys: list[str] | None = None):
+        """`fitted_weights`, `fitted_ignored_keys`: the retrieval channel weights and the
+        unreliable attribute keys stored with the model (see `retrieval_weights`,
+        `ignored_keys`); read from the disambiguator's fusion when not given."""
         self.kb = kb
         self.config = config
         if fitted_weights is None and disambiguator is not None:
             fitted_weights = disambiguator.fusion.retrieval_weights
+        if fitted_ignored_keys is None and disambiguator is not None:
+            fitted_ignored_keys = disambiguator.fusion.ignored_attribute_keys
         self.fitted_weights = fitted_weights
+        self.fitted_ignored_keys = fitted_ignored_keys
+        self.ignored_keys = ignored_keys(config, fitted_ignored_keys)
         self.retriever = CandidateRetriever(kb, config.retrieval, attribute_depth=config.attributes.filter_depth,
                                             weights=retrieval_weights(config, fitted_weights))
         self.disambiguator = disambiguator
@@ -141,7 +148,10 @@ class Linker:
         """Retrieval and the attribute filter alone: the answer without a disambiguation model."""
         source = self.config.attributes.source
         for enc in encoded:
-            enc.query.attributes = mention_attributes(enc.mention, enc.ocr, self.kb.vocabulary, source)
+            read = mention_attributes(enc.mention, enc.ocr, self.kb.vocabulary, source)
+            if source == "extracted" and self.ignored_keys:  # gold values are not read, so never unreliable
+                read = [a for a in read if normalize_key(a.key) not in self.ignored_keys]
+            enc.query.attributes = read
         candidates = self.retriever.retrieve([e.query for e in encoded])
         if self.gold_candidates:
             candidates = [self._with_gold(c, e.mention.gold_entity_id) for c, e in zip(candidates, encoded)]
@@ -205,6 +215,16 @@ def retrieval_weights(config: AmeliConfig, fitted: dict[str, float] | None) -> F
     return config.retrieval.weights
 
 
+def ignored_keys(config: AmeliConfig, fitted: list[str] | None) -> frozenset[str]:
+    """The attribute keys whose extracted values a linker ignores: `attributes.ignore_keys`, and
+    those the model found unreliable on dev unless `retrieval.weights_from` is `config` (the
+    model's retrieval fit is then set aside as a whole)."""
+    keys = set(config.attributes.ignore_keys)
+    if fitted and config.retrieval.weights_from == "model":
+        keys.update(normalize_key(k) for k in fitted)
+    return frozenset(keys)
+
+
 def evidence_of(enc: EncodedMention) -> MentionEvidence:
     return MentionEvidence(enc.mention, [a.key for a in enc.query.attributes], enc.query.image_emb)
 
@@ -244,7 +264,7 @@ class LoadedLinker:
         """Another linker over the same KB and disambiguator (an ablation: other attribute
         sources, gold candidates), without loading anything again."""
         return Linker(self.kb, config or self.config, self.disambiguator, gold_candidates=gold_candidates,
-                      fitted_weights=self.linker.fitted_weights)
+                      fitted_weights=self.linker.fitted_weights, fitted_ignored_keys=self.linker.fitted_ignored_keys)
 
 
 def load_linker(
@@ -290,7 +310,7 @@ def load_linker(
         check_compatible(kb.manifest, config, mention_encoder.text, mention_encoder.image)
     else:
         check_compatible(kb.manifest, config)
-    disambiguator, fitted = None, None
+    disambiguator, fitted, fitted_keys = None, None, None
     if disambiguation and config.disambiguation.model:
         from ameli_ray.disambiguation.model import Disambiguator, load_model
 
@@ -300,7 +320,9 @@ def load_linker(
         # retrieval alone over a model's KB (a Ray Data retrieval actor): the model's retrieval
         # weights still apply, read from its manifest without loading its weights
         fitted = model_manifest.fusion.retrieval_weights
-    return LoadedLinker(kb, Linker(kb, config, disambiguator, fitted_weights=fitted), mention_encoder, config)
+        fitted_keys = model_manifest.fusion.ignored_attribute_keys
+    linker = Linker(kb, config, disambiguator, fitted_weights=fitted, fitted_ignored_keys=fitted_keys)
+    return LoadedLinker(kb, linker, mention_encoder, config)
 
 
 # channel of Candidate.channel_scores -> its column of LINK_RESULT_ARROW_SCHEMA (NaN = absent)

@@ -138,9 +138,23 @@ def train_model(
     # one pass for both (one set of actors, one encoder)
     items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine, chargram_idf)
     train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
+    key_record: dict[str, list[int]] = {}
+    if config.attributes.fit_keys and config.attributes.source == "extracted":
+        unreliable, key_record = fit_attribute_keys(config, kb, dev_items)
+        if unreliable:
+            say("attribute keys ignored (their values agree with the right product too rarely on dev): "
+                + ", ".join(f"{k} {key_record[k][0]} of {sum(key_record[k])}" for k in unreliable))
+            attributes = config.attributes.model_copy(
+                update={"ignore_keys": sorted({*config.attributes.ignore_keys, *unreliable})})
+            config = config.model_copy(update={"attributes": attributes})
+            # again without them: the streams, the retrieval weights and fusion are all fitted on
+            # what a linker over this model will read
+            items = retrieve(config, kb, kb_uri, train_mentions + dev_mentions, engine, chargram_idf)
+            train_items, dev_items = items[: len(train_mentions)], items[len(train_mentions) :]
     retrieve_seconds = time.perf_counter() - started
     record: dict = {"n_train_mentions": len(train_mentions), "n_dev_mentions": len(dev_mentions),
-                    "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers}
+                    "retrieve_seconds": round(retrieve_seconds, 2), "workers": config.train.num_workers,
+                    "ignored_attribute_keys": list(config.attributes.ignore_keys)}
 
     retrieval_fit = None
     if config.retrieval.fit_weights:
@@ -180,6 +194,9 @@ def train_model(
         fusion = fusion.model_copy(update={"retrieval_weights": retrieval_fit.weights, "retrieval_dev": retrieval_fit.dev})
     if chargram_record is not None:  # dev was retrieved with it, so every linker over the model is too
         fusion = fusion.model_copy(update={"chargram_idf": chargram_record})
+    # every key this model was trained without, the configured ones included
+    fusion = fusion.model_copy(update={"ignored_attribute_keys": list(config.attributes.ignore_keys),
+                                       "attribute_keys_dev": key_record})
     record["fusion_seconds"] = round(time.perf_counter() - tuned, 2)
     record["seconds"] = round(time.perf_counter() - started, 2)
     update_fusion(version_uri, store, fusion, record, root_uri=model_uri)
@@ -193,6 +210,25 @@ def train_model(
            if fusion.target_precision is not None else "")
         + (", no match when the attributes contradict every candidate" if fusion.nil_if_contradicted else ""))
     return {"model": version_uri, "fusion": fusion.model_dump(), "training": record}
+
+
+def fit_attribute_keys(config: AmeliConfig, kb: KnowledgeBase, dev_items: list[Retrieved]
+                       ) -> tuple[list[str], dict[str, list[int]]]:
+    """The attribute keys read too unreliably on dev to use (`attributes.reliability`), and per
+    key what the rule saw: [agreed with the gold product, contradicted it]."""
+    from ameli_ray.attributes.extract import ExtractedAttribute
+    from ameli_ray.attributes.reliability import key_reliability, unreliable_keys
+
+    rows = kb.row_of
+    reviews = [
+        ([ExtractedAttribute(key=a.key, value=a.value, surface=a.value, source=a.source, start=0, end=0,
+                             confidence=a.confidence) for a in d.result.attributes], rows[d.evidence.mention.gold_entity_id])
+        for d in dev_items if _labelled(d) and d.evidence.mention.gold_entity_id in rows
+    ]
+    reliability = key_reliability(reviews, kb.vocabulary)
+    a = config.attributes
+    return (unreliable_keys(reliability, a.min_key_precision, a.min_key_reads),
+            {k: [r.agree, r.contradict] for k, r in reliability.items()})
 
 
 HALF_SALT = "half:"  # dev's halves for the cross-fit: independent of the folds and of dev itself

@@ -357,7 +357,8 @@ def evaluate(
 def _fusion_record(fusion: dict) -> dict:
     """What metrics.json (and the report) keep of a trained fusion."""
     keep = ("weights", "gate", "filter", "grid", "calibration", "confidence_threshold", "target_precision",
-            "target_reached", "nil_if_contradicted", "dev", "retrieval_weights", "retrieval_dev")
+            "target_reached", "nil_if_contradicted", "dev", "retrieval_weights", "retrieval_dev",
+            "ignored_attribute_keys", "attribute_keys_dev")
     return {k: fusion[k] for k in keep if k in fusion}
 
 
@@ -377,6 +378,7 @@ def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig,
                "per_fold": [{k: f[k] for k in keys if k in f} for f in fold_metrics],
                "fusion": [f.get("fusion", {}).get("weights") for f in fold_metrics],
                "retrieval_weights": [f.get("fusion", {}).get("retrieval_weights") for f in fold_metrics],
+               "ignored_attribute_keys": [f.get("fusion", {}).get("ignored_attribute_keys") for f in fold_metrics],
                "calibration_method": [(f.get("fusion", {}).get("calibration") or {}).get("method") for f in fold_metrics]},
     )
     calibration = confidence_metrics(rows)

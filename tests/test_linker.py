@@ -104,3 +104,27 @@ def test_an_actors_share_of_the_cores_reaches_the_ocr_engine(toy_kb, default_con
     loaded = load_linker(default_config, toy_kb, ObjectStore(), disambiguation=False,
                          text_encoder=text, image_encoder=image, ocr_threads=1)
     assert loaded.encoder.ocr is not None and _ocr_threads(loaded.encoder.ocr) == {1}
+
+
+def test_ignored_attribute_keys_are_not_read_from_the_config_or_the_model(toy_kb, default_config, encoders):
+    from ameli_ray.linker import Linker
+
+    loaded = load_linker(default_config, toy_kb, ObjectStore(), text_encoder=encoders[0], image_encoder=encoders[1])
+    mention = Mention(id="m", text="Aero X2 256GB, love it", gold_attributes={"Storage Capacity": "256GB"})
+
+    def keys_read(config, **kw) -> set[str]:  # as the vocabulary compares them
+        (encoded,) = loaded.encode([mention])
+        (result,) = Linker(toy_kb, config, **kw).retrieve([encoded])
+        return {" ".join(a.key.casefold().split()) for a in result.attributes}
+
+    assert "storage capacity" in keys_read(default_config)
+    ignoring = AmeliConfig.load(None, ["attributes.ignore_keys=[Storage  Capacity]"])
+    assert ignoring.attributes.ignore_keys == ["storage capacity"]  # compared as the vocabulary compares keys
+    assert "storage capacity" not in keys_read(ignoring)
+    # a model's unreliable keys apply as its retrieval weights do ...
+    assert "storage capacity" not in keys_read(default_config, fitted_ignored_keys=["Storage Capacity"])
+    config_weights = AmeliConfig.load(None, ["retrieval.weights_from=config"])
+    assert "storage capacity" in keys_read(config_weights, fitted_ignored_keys=["storage capacity"])
+    # ... and never to gold values, which were not read
+    gold = AmeliConfig.load(None, ["attributes.source=gold", "attributes.ignore_keys=[storage capacity]"])
+    assert "storage capacity" in keys_read(gold)

@@ -85,6 +85,10 @@ def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
     model_config = with_model(config, outcome["model"])
     alone = load_linker(model_config, kb_uri, store, encoder=False, disambiguation=False)
     assert alone.linker.retriever.weights.model_dump() == fitted
+    # so do the attribute keys the model was trained without (none here: the catalogue's reads are clean)
+    assert fusion.attribute_keys_dev and all(agree >= 0 and contra >= 0 for agree, contra in fusion.attribute_keys_dev.values())
+    assert fusion.ignored_attribute_keys == outcome["training"]["ignored_attribute_keys"] == []
+    assert alone.linker.ignored_keys == frozenset()
     assert alone.variant().retriever.weights.model_dump() == fitted
     ours = model_config.model_copy(update={"retrieval": model_config.retrieval.model_copy(update={"weights_from": "config"})})
     assert load_linker(ours, kb_uri, store, encoder=False).linker.retriever.weights == config.retrieval.weights
@@ -264,3 +268,34 @@ def test_a_fit_must_gain_fit_min_gain_to_be_kept():
     strict = AmeliConfig.load(None, [*TEXT_ONLY, "retrieval.fit_min_gain=0.6"])
     refused, out = fit_retrieval(strict, items)
     assert not refused.kept and refused.weights == strict.retrieval.weights.model_dump() and out is items
+
+
+def test_keys_read_unreliably_on_dev_are_found_and_what_the_rule_saw_is_kept():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ameli_ray.attributes.vocabulary import AttributeVocabulary
+    from ameli_ray.schema import Candidate, Entity, LinkResult, Mention, MentionAttribute, MentionEvidence
+    from ameli_ray.training_run import Retrieved, fit_attribute_keys
+
+    entities = [Entity(id=f"p{i}", name=f"tv {i}", attributes={"Brand": "Lumen", "Dimensions": f"{40 + i} x 20 x 3 inches"})
+                for i in range(12)]
+    kb = SimpleNamespace(row_of={e.id: i for i, e in enumerate(entities)}, vocabulary=AttributeVocabulary.build(entities))
+
+    def item(i: int, dims: str) -> Retrieved:
+        read = [MentionAttribute(key="brand", value="lumen", source="text", confidence=0.9),
+                MentionAttribute(key="dimensions", value=dims, source="ocr", confidence=0.8)]
+        mention = Mention(id=f"r{i}", text="t", gold_entity_id=f"p{i}")
+        result = LinkResult(mention_id=mention.id, entity_id="", score=0.0, attributes=read,
+                            candidates=[Candidate(entity_id=f"p{i}", score=0.0)])
+        return Retrieved(result, MentionEvidence(mention, ["brand", "dimensions"], np.zeros((0, 4), np.float32)))
+
+    # the dimensions of a box, not the set, in 7 of 12 reviews; the brand always right
+    items = [item(i, f"{40 + i} x 20 x 3 inches" if i < 5 else "12 x 8 x 2 inches") for i in range(12)]
+    ignored, seen = fit_attribute_keys(AmeliConfig(), kb, items)
+    assert ignored == ["dimensions"] and seen == {"brand": [12, 0], "dimensions": [5, 7]}
+    lenient = AmeliConfig.load(None, ["attributes.min_key_precision=0.4"])
+    assert fit_attribute_keys(lenient, kb, items)[0] == []
+    too_few = AmeliConfig.load(None, ["attributes.min_key_reads=13"])
+    assert fit_attribute_keys(too_few, kb, items)[0] == []
