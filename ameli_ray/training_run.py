@@ -258,8 +258,8 @@ def fit_retrieval(config: AmeliConfig, dev_items: list[Retrieved]):
     half = [fold_of(d.evidence.mention.id, 2, HALF_SALT) for d in dev_items]
     other = None
     if config.retrieval.cross_fit:
-        other = cross_fit(lists, gold, [fold_of(d.evidence.mention.id, 2, HALF_SALT) for d in labelled],
-                          config.retrieval.weights, min_gain)
+        labelled_half = [h for d, h in zip(dev_items, half) if _labelled(d)]  # aligned with `lists`
+        other = cross_fit(lists, gold, labelled_half, config.retrieval.weights, min_gain)
     if other is None:
         weights = FusionWeights(**fit.weights)
         return fit, [_reranked(config, item, weights) for item in dev_items]
