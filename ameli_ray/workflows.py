@@ -309,6 +309,7 @@ def evaluate(
     engine = make_runner(engine)
     fold_metrics: list[dict] = []
     pooled: list[dict] = []
+    pooled_answers: dict[str, dict[str, str]] = {}  # ablation row -> mention id -> answer, over folds
     with engine.session(config):
         version_uri, _, build_stats = build_kb(
             config, entities_uri, str(workdir_path / "kb"), images_uri=entity_images, engine=engine, say=say,
@@ -327,7 +328,7 @@ def evaluate(
             rows: list[dict] = []
             m = link_and_score(fold_config, version_uri, test, str(fold_dir / "links"), build_stats, rejected=rejected,
                                engine=engine, say=say, ablations=ablations, entities=entities, rows_out=rows,
-                               corpus=mentions)
+                               corpus=mentions, ablation_answers_out=pooled_answers)
             if training is not None:
                 m["training"] = training["training"]
                 m["fusion"] = _fusion_record(training["fusion"])
@@ -348,7 +349,7 @@ def evaluate(
     if folds is None:
         metrics = fold_metrics[0]
     else:
-        metrics = _pool_folds(fold_metrics, pooled, config, version_uri, build_stats)
+        metrics = _pool_folds(fold_metrics, pooled, config, version_uri, build_stats, pooled_answers)
     metrics["scored"] = scored_note
     _finish(metrics, pooled, workdir_path, entities, report, f"evaluate: {mentions_uri}", say)
     return metrics
@@ -362,9 +363,12 @@ def _fusion_record(fusion: dict) -> dict:
     return {k: fusion[k] for k in keep if k in fusion}
 
 
-def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig, kb_uri: str, build_stats: dict) -> dict:
+def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig, kb_uri: str, build_stats: dict,
+                ablation_answers: dict[str, dict[str, str]] | None = None) -> dict:
     """One figure per metric over every mention (each scored once, by the model that did not see
-    it), its 95% bootstrap interval, and the per-fold values with their mean."""
+    it), its 95% bootstrap interval, and the per-fold values with their mean. Each ablation row is
+    compared with the pipeline on all the mentions at once (`ablation_answers`, pooled over folds):
+    the paired interval of five folds together is what a fold's own cannot be."""
     from ameli_ray.evaluation.crossval import bootstrap, confidence_metrics, fold_summary
 
     top_n = config.disambiguation.fusion.top_n if fold_metrics[0].get("fusion") else None
@@ -388,7 +392,9 @@ def _pool_folds(fold_metrics: list[dict], rows: list[dict], config: AmeliConfig,
     if baseline_hits is not None:
         metrics["baseline"] = {"char_tfidf": {"accuracy": intervals["baseline_char_tfidf_accuracy"]["value"]}}
     if fold_metrics[0].get("ablations"):
-        metrics["ablations"] = _mean_ablations([f["ablations"] for f in fold_metrics])
+        from ameli_ray.evaluation.ablations import pool_folds
+
+        metrics["ablations"] = pool_folds([f["ablations"] for f in fold_metrics], rows, ablation_answers or {})
     if fold_metrics[0].get("fusion"):
         metrics["fusion"] = fold_metrics[0]["fusion"]  # the first fold's, for the report's grid
     metrics["training"] = [f.get("training") for f in fold_metrics]
@@ -404,19 +410,6 @@ def _baseline_hits(rows: list[dict]):
         return None
     return np.array([np.nan if r["gold_entity_id"] == NIL_ENTITY else float(r["baseline_entity_id"] == r["gold_entity_id"])
                      for r in labelled])
-
-
-def _mean_ablations(tables: list[dict]) -> dict:
-    """Each ablation row's metrics averaged over folds, weighted by the fold's mentions."""
-    out: dict[str, dict] = {}
-    for name in dict.fromkeys(n for t in tables for n in t):
-        rows = [t[name] for t in tables if name in t]
-        weights = [r.get("n_mentions", 1) for r in rows]
-        total = sum(weights) or 1
-        out[name] = {k: round(sum(r[k] * w for r, w in zip(rows, weights)) / total, 4)
-                     for k in rows[0] if k != "n_mentions" and all(k in r for r in rows)}
-        out[name]["n_mentions"] = sum(weights)
-    return out
 
 
 def _finish(metrics: dict, rows: list[dict], workdir: Path, entities: list[Entity] | None, report: bool, title: str,
@@ -442,11 +435,13 @@ def link_and_score(
     config: AmeliConfig, kb_uri: str, mentions: list[Mention], out_uri: str, build_stats: dict, *,
     rejected: list[str] | None = None, engine: Engine | Runner = "ray", say: Say = _quiet, ablations: bool = True,
     entities: list[Entity] | None = None, rows_out: list[dict] | None = None, corpus: list[Mention] | None = None,
+    ablation_answers_out: dict[str, dict[str, str]] | None = None,
 ) -> dict:
     """Links with the full pipeline and scores; with `ablations`, also the paper's rows; with
     `entities` (the KB's), the char n-gram TF-IDF baseline on the same mentions (its weights
     fitted on the entities and the texts of `corpus`, all the mentions of the run, labels unread);
-    the confidence figures whenever the answers carry one. `rows_out` receives the link rows."""
+    the confidence figures whenever the answers carry one. `rows_out` receives the link rows,
+    `ablation_answers_out` each ablation row's answers (merged into what it holds)."""
     store = ObjectStore(config.s3)
     run = link_mentions(config, kb_uri, mentions, out_uri, rejected=rejected, engine=engine, say=say)
     results = read_link_results(out_uri, store)
@@ -462,7 +457,11 @@ def link_and_score(
     if ablations and config.disambiguation.model:
         from ameli_ray.evaluation.ablations import ablation_rows
 
-        metrics["ablations"] = ablation_rows(config, kb_uri, mentions, rows, say)
+        answers: dict[str, dict[str, str]] = {}
+        metrics["ablations"] = ablation_rows(config, kb_uri, mentions, rows, say, answers_out=answers)
+        if ablation_answers_out is not None:
+            for name, by_mention in answers.items():
+                ablation_answers_out.setdefault(name, {}).update(by_mention)
     if rows_out is not None:
         rows_out.extend(rows)
     return metrics

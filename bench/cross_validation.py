@@ -10,7 +10,8 @@ streams, the demo's short training profile unless --set says otherwise): every m
 once by the model of the fold that did not train or tune on it. The demo catalogue's train, dev and
 test files are pooled and folded the same way. Baselines in the same run, on the same mentions:
 the character n-gram TF-IDF (`ameli_ray.evaluation.baseline`) and retrieval alone (the ablation
-row). With --nil-products S, a second run per entity-matching set removes a share S of the linked
+row). Each ablation row also prints its paired difference from the full pipeline over all the
+scored mentions, with its 95% interval and the mentions it gains and loses. With --nil-products S, a second run per entity-matching set removes a share S of the linked
 products from the KB: their reviews become "no matching product" test reviews that no training or
 dev part holds, and `disambiguation.fusion.target_precision` (0.9 unless --set) decides the answer.
 
@@ -68,6 +69,17 @@ def cell(metrics: dict, key: str) -> str:
     return f"{pooled['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def ablation_cell(row: dict | None) -> str:
+    """The row's accuracy, and its paired difference from the full pipeline on the same mentions."""
+    if row is None:
+        return "n/a"
+    delta = row.get("accuracy_vs_full")
+    if not delta:
+        return f"{row['accuracy']:.3f}"
+    lo, hi = delta["ci95"]
+    return f"{row['accuracy']:.3f} ({delta['value']:+.3f} [{lo:+.3f}, {hi:+.3f}]; +{delta['gains']}/-{delta['losses']})"
+
+
 def print_table(results: dict[str, dict], console: Console) -> None:
     table = Table(title="cross-validated (every mention scored once; 95% bootstrap interval over mentions)")
     table.add_column("metric")
@@ -78,8 +90,7 @@ def print_table(results: dict[str, dict], console: Console) -> None:
         table.add_row(key, *[cell(m, key) for m in results.values()])
     rows = list(dict.fromkeys(r for m in results.values() for r in m.get("ablations", {})))
     for row in rows:
-        table.add_row(f"ablation: {row}", *[f"{m['ablations'][row]['accuracy']:.3f}" if row in m.get("ablations", {}) else "n/a"
-                                            for m in results.values()])
+        table.add_row(f"ablation: {row}", *[ablation_cell(m.get("ablations", {}).get(row)) for m in results.values()])
     table.add_row("accuracy per fold", *[", ".join(f"{v:.3f}" for v in m["folds"]["per_fold_summary"]["accuracy"]["per_fold"])
                                          for m in results.values()])
     for key, label in (("ece", "ECE (test)"), ("brier", "Brier (test)")):

@@ -34,6 +34,10 @@ def test_demo_on_a_small_catalogue(tmp_path):
     assert METRIC_KEYS | {"retrieval_accuracy", "disambiguation_f1", "nil_precision", "nil_recall"} <= set(on_disk)
     assert {"retrieval only", "text stream only", "image stream only", "no attributes", "full: gold attributes",
             "gold candidates (upper bound)"} <= set(on_disk["ablations"])
+    # each row against the pipeline on the same reviews, with a paired interval
+    vs_full = on_disk["ablations"]["image stream only"]["accuracy_vs_full"]
+    assert vs_full["n_mentions"] == on_disk["n_mentions"] and vs_full["ci95"][0] <= vs_full["value"] <= vs_full["ci95"][1]
+    assert "accuracy_vs_full" not in on_disk["ablations"]["full: extracted attributes"]
     assert on_disk["training"]["text"]["examples"] == 24 and on_disk["model"].startswith("s3://ameli-demo/models/")
     assert on_disk["n_mentions"] > 0
     # seed 3 leaves two products out of the KB: their reviews are "no matching product" mentions

@@ -5,6 +5,8 @@
   Every mention is scored exactly once, as test of its fold.
 - `bootstrap`: 95% percentile intervals of the linking metrics by resampling mentions, computed
   from per-mention counts so that a thousand resamples cost a few array sums.
+- `paired_difference`: how much another set of answers (an ablation row) gains or loses against
+  the pipeline's, on the same mentions, with a paired interval: is a row's lead real or noise?
 - `confidence_metrics`: ECE, the reliability bins, precision at coverage and the coverage
   reachable at 95% and 99% precision, over the answers' calibrated confidence.
 
@@ -153,6 +155,32 @@ def bootstrap(rows: Sequence[dict], top_n: int | None, *, resamples: int = 1000,
         lo, hi = np.percentile(resampled, [2.5, 97.5])
         out[name] = {"value": round(float(values.sum() / counted.sum()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
     return out
+
+
+def paired_difference(rows: Sequence[dict], answers: dict[str, str], *, resamples: int = 1000,
+                      seed: int = 0) -> dict | None:
+    """Accuracy of `answers` (mention id -> answered entity id, "" for no match) minus that of
+    `rows` (the pipeline's link rows), over the labelled mentions of a listed product (accuracy's
+    denominator), with a 95% paired bootstrap interval: each resample draws the same mentions for
+    both, so the interval is that of the difference itself. Two rows' own intervals overlap far
+    more than their difference varies; this is the figure that says whether a row's lead over the
+    pipeline (or its loss) is more than the draw of the test set. Also counts the mentions only
+    `answers` has right ("gains") and only `rows` has right ("losses"). None without such
+    mentions; every one of them must have an answer."""
+    real = [r for r in rows if r.get("gold_entity_id") not in (None, NIL_ENTITY)]
+    if not real:
+        return None
+    missing = [r["mention_id"] for r in real if r["mention_id"] not in answers]
+    if missing:
+        raise ValueError(f"no answer for {len(missing)} mentions (e.g. {missing[0]!r})")
+    base = np.array([(r.get("entity_id") or NIL_ENTITY) == r["gold_entity_id"] for r in real], np.float64)
+    other = np.array([(answers[r["mention_id"]] or NIL_ENTITY) == r["gold_entity_id"] for r in real], np.float64)
+    diff = other - base
+    n = len(diff)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)
+    lo, hi = np.percentile(weights @ diff / n, [2.5, 97.5])
+    return {"value": round(float(diff.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "gains": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "n_mentions": n}
 
 
 def fold_summary(per_fold: list[dict], keys: Sequence[str]) -> dict[str, dict]:

@@ -530,7 +530,24 @@ def _section_ablations(ablations: Mapping, files: Path) -> str:
         columns += [str(k) for k, x in v.items() if _is_metric(x) and str(k) not in columns]
     chart = _chart_ablations(rows, files)
     body = [[name, *(v.get(c) for c in columns)] for name, v in rows.items()]
-    return "<h2>Ablations</h2>" + _img(chart, "accuracy per ablation row") + _table(["row", *columns], body)
+    header = ["row", *columns]
+    if any(isinstance(v.get("accuracy_vs_full"), Mapping) for v in rows.values()):
+        # the paired difference: whether a row's lead over the pipeline is more than the test draw
+        header.append("accuracy vs full [95%] · mentions gained / lost")
+        for cells, v in zip(body, rows.values()):
+            cells.append(_vs_full(v.get("accuracy_vs_full")))
+    note = ("<p>The last column compares each row with the full pipeline on the same mentions (a paired bootstrap): "
+            "an interval that holds 0 is a difference the test set cannot tell from chance.</p>"
+            if len(header) > len(columns) + 1 else "")
+    return "<h2>Ablations</h2>" + _img(chart, "accuracy per ablation row") + note + _table(header, body)
+
+
+def _vs_full(delta: Any) -> str:
+    if not isinstance(delta, Mapping) or _num(delta.get("value")) is None:
+        return "—"
+    lo, hi = (delta.get("ci95") or [math.nan, math.nan])[:2]
+    return (f"{float(delta['value']):+.3f} [{float(lo):+.3f}, {float(hi):+.3f}] · "
+            f"{int(delta.get('gains', 0))} / {int(delta.get('losses', 0))}")
 
 
 def _section_calibration(cal: Mapping, files: Path) -> str:

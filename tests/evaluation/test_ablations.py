@@ -2,7 +2,7 @@
 
 import math
 
-from ameli_ray.evaluation.ablations import recombined_rows
+from ameli_ray.evaluation.ablations import FULL_ROW, VS_FULL, add_paired_differences, pool_folds, recombined_rows
 from ameli_ray.fusion import FusionModel
 
 UNIT = {s: (0.0, 1.0) for s in ("retrieval", "text", "image")}
@@ -43,3 +43,39 @@ def test_no_row_for_a_stream_without_weight_or_without_scores():
     assert "image stream only" not in table  # no image scores at all (text-only data)
     only_text = FusionModel(weights={"retrieval": 0.0, "text": 1.0, "image": 0.0}, standardisation=UNIT)
     assert "full without text stream" not in recombined_rows(rows, only_text, top_n=10)  # nothing would be left
+
+
+def test_each_row_is_compared_with_the_pipeline_on_the_same_mentions():
+    # the pipeline gets m1 and m2 right (text, image) and m3 wrong (it answers m3-1); the image
+    # stream alone gets m2 and m3, not m1; retrieval alone only m3
+    rows = [
+        _row("m1", "m1-1", [1.0, 0.0], [0.0, 3.0], [0.0, 0.0]),
+        _row("m2", "m2-1", [1.0, 0.0], [0.0, 0.0], [0.0, 3.0]),
+        _row("m3", "m3-0", [1.0, 0.0], [0.0, 3.0], [3.0, 0.0]),
+        {**_row("n1", "", [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]), "entity_id": ""},  # no matching product
+    ]
+    full = [{**r, "entity_id": {"m1": "m1-1", "m2": "m2-1", "m3": "m3-1"}.get(r["mention_id"], "")} for r in rows]
+    fusion = FusionModel(weights={"retrieval": 0.4, "text": 0.3, "image": 0.3}, standardisation=UNIT)
+    answers: dict = {}
+    table = recombined_rows(full, fusion, top_n=10, answers_out=answers)
+    assert set(answers) == set(table) - {FULL_ROW} and set(answers["image stream only"]) == {"m1", "m2", "m3", "n1"}
+    add_paired_differences(table, full, answers, seed=1)
+    assert VS_FULL not in table[FULL_ROW]
+    image = table["image stream only"][VS_FULL]
+    # m3 gained, m1 lost: level, and with three reviews the interval spans a loss and a gain
+    assert (image["gains"], image["losses"], image["value"], image["n_mentions"]) == (1, 1, 0.0, 3)
+    assert image["ci95"][0] < 0 < image["ci95"][1]
+    retrieval = table["retrieval only"][VS_FULL]  # right on m3 only
+    assert (retrieval["gains"], retrieval["losses"]) == (1, 2) and math.isclose(retrieval["value"], -1 / 3, abs_tol=1e-4)
+
+    # cross-validation: two folds' tables averaged by their mentions, the difference taken over all
+    # the pooled mentions (and only for rows answered on every one of them)
+    folds = [{"image stream only": {"accuracy": 1.0, "n_mentions": 1, VS_FULL: {"value": 0.0}},
+              "text stream only": {"accuracy": 0.5, "n_mentions": 1}},
+             {"image stream only": {"accuracy": 0.5, "n_mentions": 2, VS_FULL: {"value": 0.5}}}]
+    pooled = pool_folds(folds, full, {"image stream only": answers["image stream only"],
+                                      "text stream only": {"m1": "m1-1"}})
+    assert math.isclose(pooled["image stream only"]["accuracy"], 2 / 3, abs_tol=1e-4)
+    assert pooled["image stream only"]["n_mentions"] == 3
+    assert pooled["image stream only"][VS_FULL]["gains"] == 1 and pooled["image stream only"][VS_FULL]["losses"] == 1
+    assert pooled["text stream only"] == {"accuracy": 0.5, "n_mentions": 1}  # answers missing for m2, m3: no difference

@@ -12,6 +12,7 @@ from ameli_ray.evaluation.crossval import (
     fold_splits,
     fold_summary,
     hold_out_products,
+    paired_difference,
 )
 from ameli_ray.evaluation.metrics import linking_metrics
 from ameli_ray.schema import NIL_ENTITY, Entity, Mention
@@ -74,6 +75,42 @@ def test_bootstrap_point_estimates_equal_linking_metrics_and_intervals_hold_them
     # NaN marks a mention an extra column does not count (a baseline's accuracy skips NIL ones)
     col = np.array([np.nan if x["gold_entity_id"] == NIL_ENTITY else 1.0 for x in r if x["gold_entity_id"] is not None])
     assert bootstrap(r, top_n=None, resamples=50, extra={"b": col})["b"]["value"] == 1.0
+
+
+def test_paired_difference_counts_gains_and_losses_and_is_narrower_than_two_separate_intervals():
+    # 400 reviews of listed products, 40 of unlisted ones (not counted by accuracy). The other
+    # answers share all but 12 of the pipeline's: 7 gained, 5 lost.
+    rng = np.random.default_rng(3)
+    rows = [{"mention_id": f"m{i}", "gold_entity_id": f"e{i}", "entity_id": f"e{i}" if rng.random() < 0.8 else "x"}
+            for i in range(400)]
+    rows += [{"mention_id": f"n{i}", "gold_entity_id": NIL_ENTITY, "entity_id": ""} for i in range(40)]
+    rows.append({"mention_id": "unlabelled", "gold_entity_id": None, "entity_id": "e0"})
+    answers = {r["mention_id"]: r["entity_id"] for r in rows}
+    right = [r["mention_id"] for r in rows[:400] if r["entity_id"] == r["gold_entity_id"]]
+    wrong = [r["mention_id"] for r in rows[:400] if r["entity_id"] != r["gold_entity_id"]]
+    for m in wrong[:7]:
+        answers[m] = "e" + m[1:]
+    for m in right[:5]:
+        answers[m] = ""  # "no matching product" for a listed one is wrong
+    d = paired_difference(rows, answers, resamples=2000)
+    assert (d["gains"], d["losses"], d["n_mentions"]) == (7, 5, 400)
+    assert d["value"] == pytest.approx(2 / 400, abs=1e-4)
+    lo, hi = d["ci95"]
+    assert lo <= d["value"] <= hi and lo < 0 < hi  # +2 reviews of 400: not told apart from chance
+    # pairing: each accuracy's own interval is ~8 points wide, the difference's ~3.5
+    own = bootstrap(rows, top_n=None, resamples=2000)["accuracy"]["ci95"]
+    assert hi - lo < (own[1] - own[0]) / 2
+    same = paired_difference(rows, {r["mention_id"]: r["entity_id"] for r in rows})
+    assert same["value"] == 0 and same["ci95"] == [0.0, 0.0] and same["gains"] == same["losses"] == 0
+    # a clear loss: 60 of 400 lost, nothing gained
+    worse = dict(answers, **{m: "" for m in right[:60]})
+    for m in wrong[:7]:
+        worse[m] = "x"
+    d = paired_difference(rows, worse)
+    assert d["ci95"][1] < 0 and d["losses"] == 60
+    with pytest.raises(ValueError, match="no answer for 1 mentions"):
+        paired_difference(rows, {k: v for k, v in answers.items() if k != "m3"})
+    assert paired_difference(rows[400:], answers) is None  # no review of a listed product
 
 
 def test_fold_summary_keeps_metrics_present_in_every_fold():

@@ -59,7 +59,9 @@ FULL_METRICS = {
     "baseline": {"char_tfidf": {"accuracy": 0.41, "recall@10": 0.8}},
     "ablations": {
         "retrieval only": {"accuracy": 0.52, "disambiguation_f1": 0.55, "recall@10": 0.93},
-        "text stream only": {"accuracy": 0.6, "disambiguation_f1": 0.63, "recall@10": 0.93},
+        "text stream only": {"accuracy": 0.6, "disambiguation_f1": 0.63, "recall@10": 0.93,
+                             "accuracy_vs_full": {"value": -0.11, "ci95": [-0.2, -0.02], "gains": 1, "losses": 12,
+                                                  "n_mentions": 100}},
         "full without image stream": {"accuracy": 0.68, "disambiguation_f1": 0.7, "recall@10": 0.93},
         "full: extracted attributes": {"accuracy": 0.71, "disambiguation_f1": 0.75, "recall@10": 0.93},
     },
@@ -123,6 +125,8 @@ def test_full_report_renders_every_section_with_decodable_charts(tmp_path: Path)
     assert "http://" not in page and "https://" not in page
     # the headline shows the baseline; examples mark attributes against the answer and the gold
     assert "baseline: char_tfidf" in page
+    # an ablation row's paired difference from the pipeline, and a dash for rows without one
+    assert "accuracy vs full [95%]" in page and "-0.110 [-0.200, -0.020] · 1 / 12" in page
     assert "matched" in page and "contradicted" in page
     assert page.count('class="example"') == 6
 
