@@ -132,6 +132,11 @@ class FusionWeights(_Section):
     # the best retrieval top-1 summed over them among 0, 0.2, 0.4, 0.6 and 1.0 (2.40; 0: 2.28).
     # A trained model fits its own (`retrieval.fitting`)
     chargram: float = Field(1.0, ge=0, description="char n-gram TF-IDF cosine of the mention's name and text with the entity's name and values")
+    # 0 until dev says otherwise: the name alone ranks Amazon->Google best (char TF-IDF top-1 0.733
+    # against 0.685 with the text) and Walmart->Amazon worst (0.735 against 0.887); a trained model
+    # fits it with the others (`retrieval.fitting`)
+    name: float = Field(0.0, ge=0, description="char n-gram TF-IDF cosine of the mention's name alone (its surface form) "
+                        "with the entity's name and values")
     attributes: float = Field(0.10, ge=0, description="agreement of the mention's attribute values with the entity's")
 
 
@@ -139,7 +144,7 @@ class RetrievalSettings(_Section):
     top_k: int = Field(100, ge=1, description="candidates kept per mention")
     pool_per_channel: int = Field(200, ge=1, description="how deep each channel is searched before fusion")
     lexical: bool = Field(True, description="use the BM25 channel")
-    chargram: bool = Field(True, description="use the char n-gram TF-IDF channel (KBs built before it have none)")
+    chargram: bool = Field(True, description="use the char n-gram TF-IDF channels, name + text and name alone (KBs built before them have none)")
     weights: FusionWeights = Field(default_factory=FusionWeights)
     fit_weights: bool = Field(
         True, description="training fits the channel weights on dev (kept when they gain fit_min_gain) and stores them with the model",

@@ -38,6 +38,7 @@ GRID = {
     "image": (0.0, 0.15, 0.3),
     "lexical": (0.0, 0.2, 0.4, 0.8),
     "chargram": (0.0, 0.3, 0.6, 1.0, 1.6, 2.5),
+    "name": (0.0, 0.3, 0.6, 1.0, 1.6),
     "attributes": (0.0, 0.05, 0.1, 0.2),
 }
 
@@ -93,7 +94,7 @@ def fit_retrieval_weights(candidate_lists: list[list[Candidate]], gold: list[str
 
     used = [c for c in CHANNELS if present[:, CHANNELS.index(c)].any()]
     base = configured.model_dump()
-    axes = [grid[c] if c in used else (base[c],) for c in CHANNELS]
+    axes = [grid.get(c, (base[c],)) if c in used else (base[c],) for c in CHANNELS]
     start = measure(_vector(configured))
     best, best_w = start, base
     for combo in itertools.product(*axes):

@@ -5,6 +5,13 @@
 - lexical: BM25 over entity name, attributes and description;
 - chargram: char n-gram TF-IDF cosine of the mention's name and text with the entity's name and
   attribute values (`retrieval.chargram`): model codes across separators and spellings;
+- name:    the same index queried with the mention's name alone (its surface form), where it has
+  one. With the text, a long description outweighs the few n-grams of the name that decide ("adobe
+  premiere pro cs3 upgrade" against "... cs3 ... full version for windows"); alone, a bare series
+  name says little. Which deserves weight is the dev fit's to say: summing the two cosines ranks
+  Amazon->Google's offers 0.756 top-1 against 0.685 and 0.733 for either alone, Walmart->Amazon's
+  0.835 against 0.887 with the text (char TF-IDF over all mentions, BENCHMARKS.md, stop 26).
+  A name is a few words: its query touches few postings and costs a fraction of the full one;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
@@ -45,7 +52,7 @@ class MentionQuery:
     surface: str = ""  # the product name as the review writes it (the char n-gram channel reads it)
 
 
-CHANNELS = ("text", "image", "lexical", "chargram", "attributes")
+CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes")
 
 
 class CandidateRetriever:
@@ -76,13 +83,17 @@ class CandidateRetriever:
                     top = min(pool_k, len(lex_all))
                     best = np.argpartition(-lex_all, top - 1)[:top]
                     proposals.append(best[lex_all[best] > 0])
-            grams_all = None
+            grams_all = name_all = None
             if s.chargram and self.kb.chargram is not None:
                 grams_all = self.kb.chargram.scores(query_text(query.surface, query.text))
-                if grams_all.any():
-                    top = min(pool_k, len(grams_all))
-                    best = np.argpartition(-grams_all, top - 1)[:top]
-                    proposals.append(best[grams_all[best] > 0])
+                surface = query.surface.strip()
+                # a name that is the whole text would only repeat the channel above
+                name_all = self.kb.chargram.scores(surface) if surface and surface != query.text.strip() else None
+                for scores in (grams_all, name_all):
+                    if scores is not None and scores.any():
+                        top = min(pool_k, len(scores))
+                        best = np.argpartition(-scores, top - 1)[:top]
+                        proposals.append(best[scores[best] > 0])
             photos = center_images(query.image_emb, self.kb.image_center) if len(query.image_emb) else None
             if photos is not None:
                 proposals.append(image_hits[qi])
@@ -94,6 +105,8 @@ class CandidateRetriever:
                 channels["lexical"] = lex_all[pool]
             if grams_all is not None and grams_all.any():
                 channels["chargram"] = grams_all[pool]
+            if name_all is not None and name_all.any():
+                channels["name"] = name_all[pool]
             contradicted = np.zeros(len(pool), dtype=bool)
             useful = self._discriminating(query.attributes, pool, channels)
             if useful:

@@ -74,8 +74,11 @@ def test_a_linker_takes_the_models_weights_unless_the_config_says_otherwise():
     from ameli_ray.config import AmeliConfig
     from ameli_ray.linker import retrieval_weights
 
-    fitted = {"text": 0.2, "image": 0.0, "lexical": 0.0, "chargram": 1.6, "attributes": 0.0}
+    fitted = {"text": 0.2, "image": 0.0, "lexical": 0.0, "chargram": 1.6, "name": 0.6, "attributes": 0.0}
     assert retrieval_weights(AmeliConfig(), fitted).model_dump() == fitted
+    # a model fitted before the name channel existed keeps it off
+    older = {k: v for k, v in fitted.items() if k != "name"}
+    assert retrieval_weights(AmeliConfig(), older).model_dump() == {**older, "name": 0.0}
     configured = AmeliConfig.load(None, ["retrieval.weights_from=config"])
     assert retrieval_weights(configured, fitted) == configured.retrieval.weights
     assert retrieval_weights(AmeliConfig(), None) == AmeliConfig().retrieval.weights
@@ -98,3 +101,19 @@ def test_cross_fit_ranks_each_half_with_the_fit_of_the_other():
     # unlabelled mentions do not count towards a half's size
     few = [g if i % 40 < CROSS_FIT_MIN_MENTIONS - 1 else None for i, g in enumerate(gold)]
     assert cross_fit(lists, few, half, CONFIGURED, 0.0) is None
+
+
+def test_the_name_channel_gains_weight_where_the_name_alone_decides():
+    # the name + text channel prefers a sibling (a long description's words); the name alone the gold
+    rng = np.random.default_rng(1)
+    lists, gold = [], []
+    for m in range(40):
+        lists.append([Candidate(entity_id=f"m{m}e{c}", score=0.0, channel_scores={
+            "text": float(rng.uniform(0.5, 0.7)),
+            "chargram": 0.8 if c == 1 else (0.7 if c == 2 else float(rng.uniform(0.1, 0.5))),
+            "name": 0.9 if c == 2 else float(rng.uniform(0.2, 0.6)),
+        }) for c in range(6)])
+        gold.append(f"m{m}e2")
+    fit = fit_retrieval_weights(lists, gold, FusionWeights(), min_gain=0.0)
+    assert fit.kept and fit.weights["name"] > 0 and fit.dev["fitted_accuracy"] == 1.0
+    assert fit.dev["configured_accuracy"] < 0.5  # name off by default: the sibling wins

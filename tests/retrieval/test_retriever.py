@@ -58,3 +58,25 @@ def test_candidates_are_sorted_and_cut_at_top_k():
     query = MentionQuery("product", _unit(np.eye(4)[0] + 0.1), np.zeros((0, 8), np.float32))
     cands = CandidateRetriever(kb, RetrievalSettings(top_k=2, pool_per_channel=4)).retrieve([query])[0]
     assert len(cands) == 2 and cands[0].score >= cands[1].score
+
+
+def test_the_name_channel_reads_the_reviews_name_alone():
+    # a long description that repeats the other edition's words outweighs the name's "upgrade" in
+    # the name + text channel; the name alone does not
+    names = {0: "adobe premiere pro cs3 upgrade", 1: "adobe premiere pro cs3 full version for windows with encore and onlocation"}
+    kb = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names)
+    text = ("the upgrade of premiere pro: edit in premiere pro cs3, author discs with encore, log shots with onlocation, "
+            "full version features for windows")
+    query = MentionQuery(text, _unit(np.ones(4)), np.zeros((0, 8), np.float32), surface="Adobe Premiere Pro CS3 Upgrade")
+    text_and_name = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=1, name=0, attributes=0).retrieve([query])[0]
+    assert text_and_name[0].entity_id == "e1"
+    by_name = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=1, name=1.6, attributes=0).retrieve([query])[0]
+    assert by_name[0].entity_id == "e0"
+    scores = {c.entity_id: c.channel_scores for c in by_name}
+    assert scores["e0"]["name"] > scores["e1"]["name"] and scores["e0"]["chargram"] < scores["e1"]["chargram"]
+    # no name, or a name that is the whole text: no channel (its weight goes to the others)
+    for surface, text in (("", text), ("Aero X2", "Aero X2")):
+        q = MentionQuery(text, _unit(np.ones(4)), np.zeros((0, 8), np.float32), surface=surface)
+        assert "name" not in _retriever(kb, name=1.0).retrieve([q])[0][0].channel_scores
+    assert "name" not in CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, chargram=False)).retrieve(
+        [query])[0][0].channel_scores
