@@ -220,6 +220,10 @@ class TextStreamSettings(_Section):
     )
     statements: int = Field(5, ge=0, description="'{key} of {mention} is {value}' statements per candidate")
     description_pair: bool = Field(True, description="also score the (entity description, review) pair")
+    name_pair: bool = Field(
+        False, description="also score the (entity name, review) pair; the description pair then holds the description "
+        "alone (missing where the entity has none)",
+    )
     match_features: bool = Field(
         True, description="the head also reads explicit match features (model codes, numbers, stated values; "
         "see ameli_ray.disambiguation.match_features)",

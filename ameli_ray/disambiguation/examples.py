@@ -55,7 +55,7 @@ def mention_inputs(
     padding: list[tuple[str, str] | None] = [None] * (settings.statements - len(keys))  # fixed slot count: the head's input
     pairs = []
     for entity in candidates:
-        slots = candidate_pairs(mention.text, mention.surface, entity, keys, settings.description_pair)
+        slots = candidate_pairs(mention.text, mention.surface, entity, keys, settings.description_pair, settings.name_pair)
         pairs.append(slots[: len(keys)] + padding + slots[len(keys):])
     if settings.match_features:
         match = match_features(mention.text, mention.surface, candidates, keys, settings.statements)
@@ -74,7 +74,7 @@ def stack_match(items: list[np.ndarray], width: int) -> np.ndarray:
 
 
 def n_slots(settings: TextStreamSettings) -> int:
-    return settings.statements + int(settings.description_pair)
+    return settings.statements + int(settings.description_pair) + int(settings.name_pair)
 
 
 def text_example(

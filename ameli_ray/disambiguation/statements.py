@@ -93,9 +93,11 @@ def statement(key: str, surface: str, value: str) -> str:
 
 
 def candidate_pairs(
-    review: str, surface: str, entity: Entity, keys: Sequence[str], description_pair: bool
+    review: str, surface: str, entity: Entity, keys: Sequence[str], description_pair: bool, name_pair: bool = False,
 ) -> list[Pair | None]:
-    """One slot per key (None where the entity lacks it), then `(description, review)` if asked.
+    """One slot per key (None where the entity lacks it), then `(description, review)` and
+    `(name, review)` if asked. Without a name slot, an entity with no description is described by
+    its name; with one, its description slot stays empty rather than repeat the name.
 
     The key is written as given, not as this entity spells it, so that the statements of two
     candidates with the same value are the same text (and deduplicate)."""
@@ -105,7 +107,10 @@ def candidate_pairs(
         found = held.get(normalize_key(key))
         slots.append(None if found is None else (review, statement(key, surface, found[1])))
     if description_pair:
-        slots.append((entity.description.strip() or entity.name, review))
+        description = entity.description.strip() or ("" if name_pair else entity.name)
+        slots.append((description, review) if description else None)
+    if name_pair:
+        slots.append((entity.name, review))
     return slots
 
 

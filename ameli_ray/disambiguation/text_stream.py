@@ -40,7 +40,7 @@ BACKBONE_DIR = "backbone"
 HEAD_FILE = "text_head.safetensors"
 META_FILE = "text_stream.json"
 # Settings that change what the trained head reads: a saved stream refuses other values.
-_SHAPE_FIELDS = ("pooling", "statements", "description_pair", "match_features")
+_SHAPE_FIELDS = ("pooling", "statements", "description_pair", "name_pair", "match_features")
 _MATCH_HIDDEN = 32
 
 
@@ -96,7 +96,7 @@ class TextStream(nn.Module):
         from transformers import AutoModel, AutoTokenizer  # heavy: only when a stream is built
 
         if n_slots < 1:
-            raise ConfigError("the text stream needs at least one slot (statements > 0 or description_pair)")
+            raise ConfigError("the text stream needs at least one slot (statements > 0, description_pair or name_pair)")
         self.settings = settings
         self.n_slots = n_slots
         path = backbone_path or find_hf_folder(resolve_model_ref(
@@ -284,7 +284,7 @@ class TextStream(nn.Module):
             raise InputFormatError(f"{directory / META_FILE}: not a saved text stream ({exc})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise InputFormatError(f"{directory}: text stream format {meta.get('format_version')}; this reads {FORMAT_VERSION}")
-        saved = TextStreamSettings(**meta["settings"])
+        saved = TextStreamSettings(**{"name_pair": False, **meta["settings"]})  # saved before the name slot: none
         settings = settings or saved
         wrong = [f for f in _SHAPE_FIELDS if getattr(settings, f) != getattr(saved, f)]
         if wrong:

@@ -72,6 +72,12 @@ def test_candidate_pairs_slots():
     assert slots[3] is None  # this card has no speed class
     assert slots[4] == (CANDS[2].name, review)  # no description: the name stands in
     assert candidate_pairs(review, "Prime Plus", CANDS[0], keys, True)[4] == ("A 128GB card.", review)
+    # with a name slot: the description slot holds the description alone, the name its own slot
+    named = candidate_pairs(review, "Prime Plus", CANDS[2], keys, description_pair=True, name_pair=True)
+    assert len(named) == 6 and named[4] is None and named[5] == (CANDS[2].name, review)
+    named = candidate_pairs(review, "Prime Plus", CANDS[0], keys, description_pair=True, name_pair=True)
+    assert named[4:] == [("A 128GB card.", review), (CANDS[0].name, review)]
+    assert candidate_pairs(review, "", CANDS[0], [], description_pair=False, name_pair=True) == [(CANDS[0].name, review)]
     # keys match case-insensitively, the statement uses the key as given; empty surface is neutral
     lower = candidate_pairs(review, "  ", CANDS[0], ["storage capacity"], description_pair=False)
     assert lower == [(review, f"storage capacity of {NEUTRAL_SURFACE} is 128GB")]

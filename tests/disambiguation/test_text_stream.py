@@ -3,6 +3,7 @@ learning run, and the save/load round trips."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -190,6 +191,14 @@ def test_save_load_round_trips(stream, tmp_path):
         np.testing.assert_array_equal(TextStream.load(tmp_path / "text").score(batch), scores)
         with pytest.raises(ConfigError, match="pooling"):
             TextStream.load(tmp_path / "text", _settings(pooling="cls"))
+        with pytest.raises(ConfigError, match="name_pair=False"):
+            TextStream.load(tmp_path / "text", _settings(name_pair=True))  # one slot more than the head reads
+        # a stream saved before the name slot existed has none
+        meta_path = tmp_path / "text" / "text_stream.json"
+        meta = json.loads(meta_path.read_text())
+        del meta["settings"]["name_pair"]
+        meta_path.write_text(json.dumps(meta))
+        assert TextStream.load(tmp_path / "text").settings.name_pair is False
 
         # what training checkpoints do: the whole state_dict through safetensors' save_model
         save_model(stream, str(tmp_path / "model.safetensors"))
