@@ -220,8 +220,9 @@ class TextStreamSettings(_Section):
     )
     statements: int = Field(5, ge=0, description="'{key} of {mention} is {value}' statements per candidate")
     description_pair: bool = Field(True, description="also score the (entity description, review) pair")
+    # on since stop 26: cross-validated Amazon->Google 0.764 -> see BENCHMARKS.md ("The review's name")
     name_pair: bool = Field(
-        False, description="also score the (entity name, review) pair; the description pair then holds the description "
+        True, description="also score the (entity name, review) pair; the description pair then holds the description "
         "alone (missing where the entity has none)",
     )
     match_features: bool = Field(

@@ -79,6 +79,13 @@ def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, tra
     return manifest
 
 
+def trained_text_settings(trained: dict, caller: TextStreamSettings) -> TextStreamSettings:
+    """The text stream's settings for inference: the shape of its inputs is the trained model's
+    (a model trained before the name slot existed has none), the batching and precision the caller's."""
+    return TextStreamSettings(**{"name_pair": False, **trained, "batch_pairs": caller.batch_pairs,
+                                 "mixed_precision": caller.mixed_precision})
+
+
 def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:
     """Reads and verifies a model. The files are cached locally by content (the cross-encoder
     loads from a folder); a cached copy is re-checked against the manifest before use."""
@@ -94,10 +101,7 @@ def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, d
     if manifest.text_model is not None:
         from ameli_ray.disambiguation.text_stream import TextStream
 
-        # the shape of the inputs is the trained model's; the batching and precision are the caller's
-        text_settings = TextStreamSettings(**{**manifest.text_settings, "batch_pairs": settings.text.batch_pairs,
-                                              "mixed_precision": settings.text.mixed_precision})
-        text = TextStream.load(local / "text", text_settings).to(device).eval()
+        text = TextStream.load(local / "text", trained_text_settings(manifest.text_settings, settings.text)).to(device).eval()
     image = None
     if manifest.has_image:
         image = ImageStream.load(local, ImageStreamSettings(**manifest.image_settings))

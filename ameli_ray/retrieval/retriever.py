@@ -1,4 +1,4 @@
-"""Candidate retrieval: three channels, one fused ranking.
+"""Candidate retrieval: six channels, one fused ranking.
 
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;

@@ -34,12 +34,16 @@ def test_gold_keeps_its_rank_when_retrieved_and_is_inserted_when_missed():
     assert slots == {0, 1, 2}  # a random slot, not always the last
 
 
-def test_every_candidate_has_the_same_slots_with_the_description_last():
+def test_every_candidate_has_the_same_slots_with_the_description_and_the_name_last():
     settings = TextStreamSettings(statements=5)
     inputs = mention_inputs(MENTION, ["color"], ENTITIES, settings)
     pairs = inputs.pairs
-    assert [len(p) for p in pairs] == [n_slots(settings)] * 3
-    assert all(p[-1] is not None and p[-1][1] == MENTION.text for p in pairs)  # (description, review)
+    assert [len(p) for p in pairs] == [n_slots(settings)] * 3 and n_slots(settings) == 7
+    assert [p[-2] for p in pairs] == [(e.description, MENTION.text) for e in ENTITIES]
+    assert [p[-1] for p in pairs] == [(e.name, MENTION.text) for e in ENTITIES]
+    unnamed = TextStreamSettings(statements=5, name_pair=False)
+    assert n_slots(unnamed) == 6 and mention_inputs(MENTION, ["color"], ENTITIES, unnamed).pairs[0][-1] == (
+        ENTITIES[0].description, MENTION.text)
     first = [p[0][1] for p in pairs]  # the evidence key comes first: colour
     assert first[0] != first[1] and "Red" in first[0] and "Blue" in first[1]
 
@@ -49,14 +53,14 @@ def test_collation_offsets_each_mentions_pairs_and_masks_padding():
     a = text_example(MENTION, ["color"], ENTITIES, 0, settings)
     b = text_example(MENTION, [], ENTITIES[:2], 1, settings)
     premises, hypotheses, index, mask, gold, match = collate_text([a, b], n_slots(settings))
-    assert index.shape == (2, 3, 3) and mask.tolist() == [[True, True, True], [True, True, False]]
+    assert index.shape == (2, 3, 4) and mask.tolist() == [[True, True, True], [True, True, False]]
     assert match.shape == (2, 3, n_match_features(2)) and (match[1, 2] == 0).all()  # padding: zeros
     np.testing.assert_array_equal(match[0].numpy(), mention_inputs(MENTION, ["color"], ENTITIES, settings).match)
     assert gold.tolist() == [0, 1] and len(premises) == len(a["premises"]) + len(b["premises"])
     # every slot of the second mention points past the first mention's pairs, at the same text
-    local = torch.as_tensor(b["index"]).view(2, 3)
+    local = torch.as_tensor(b["index"]).view(2, 4)
     for c in range(2):
-        for s in range(3):
+        for s in range(4):
             if local[c, s] >= 0:
                 j = int(index[1, c, s])
                 assert j >= len(a["premises"])

@@ -86,3 +86,16 @@ def test_an_existing_version_is_refused(adapter_model, s3_store):
     version = version_uri.rsplit("/", 1)[1]
     with pytest.raises(StorageError, match="already exists"):
         write_model(root, s3_store, manifest, None, image, version=version)
+
+
+def test_the_text_streams_input_shape_is_the_trained_models_and_its_batching_the_callers():
+    from ameli_ray.config import TextStreamSettings
+    from ameli_ray.disambiguation.model import trained_text_settings
+
+    caller = TextStreamSettings(batch_pairs=7, mixed_precision="no", statements=1, name_pair=True)
+    trained = TextStreamSettings(statements=3).model_dump()
+    got = trained_text_settings(trained, caller)
+    assert (got.statements, got.name_pair, got.batch_pairs, got.mixed_precision) == (3, True, 7, "no")
+    # a manifest written before the name slot existed: that model reads none
+    del trained["name_pair"]
+    assert trained_text_settings(trained, caller).name_pair is False

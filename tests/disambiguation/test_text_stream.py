@@ -48,8 +48,9 @@ def one_thread():
 
 
 def _settings(**kw) -> TextStreamSettings:
-    # the cross-encoder's own mechanics; the match-feature head has its tests below
-    return TextStreamSettings(**{"max_seq_length": 32, "statements": 2, "description_pair": True,
+    # the cross-encoder's own mechanics (three slots: two statements and the description); the
+    # match-feature head has its tests below
+    return TextStreamSettings(**{"max_seq_length": 32, "statements": 2, "description_pair": True, "name_pair": False,
                                  "match_features": False, **kw})
 
 
