@@ -82,8 +82,9 @@ def update_fusion(version_uri: str, store: ObjectStore, fusion: FusionModel, tra
 def trained_text_settings(trained: dict, caller: TextStreamSettings) -> TextStreamSettings:
     """The text stream's settings for inference: the shape of its inputs is the trained model's
     (a model trained before the name slot existed has none), the batching and precision the caller's."""
-    return TextStreamSettings(**{"name_pair": False, **trained, "batch_pairs": caller.batch_pairs,
-                                 "mixed_precision": caller.mixed_precision})
+    from ameli_ray.disambiguation.text_stream import settings_as_saved
+
+    return settings_as_saved({**trained, "batch_pairs": caller.batch_pairs, "mixed_precision": caller.mixed_precision})
 
 
 def load_model(uri: str, store: ObjectStore, settings: DisambiguationSettings, device: str = "cpu") -> DisambiguationModel:

@@ -44,6 +44,12 @@ _SHAPE_FIELDS = ("pooling", "statements", "description_pair", "name_pair", "matc
 _MATCH_HIDDEN = 32
 
 
+def settings_as_saved(saved: dict) -> TextStreamSettings:
+    """The settings a stream was saved with (its meta file, a model manifest): a field added since
+    reads as the behaviour before it (a stream saved before the name slot has none)."""
+    return TextStreamSettings(**{"name_pair": False, **saved})
+
+
 def find_hf_folder(path: str) -> str:
     """The folder holding the HF model files: `path` itself, or the one subfolder that has a model
     `config.json` (sentence-transformers layouts may keep the transformer in e.g. `0_Transformer/`;
@@ -284,7 +290,7 @@ class TextStream(nn.Module):
             raise InputFormatError(f"{directory / META_FILE}: not a saved text stream ({exc})") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise InputFormatError(f"{directory}: text stream format {meta.get('format_version')}; this reads {FORMAT_VERSION}")
-        saved = TextStreamSettings(**{"name_pair": False, **meta["settings"]})  # saved before the name slot: none
+        saved = settings_as_saved(meta["settings"])
         settings = settings or saved
         wrong = [f for f in _SHAPE_FIELDS if getattr(settings, f) != getattr(saved, f)]
         if wrong:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ameli_ray.evaluation.crossval import paired_difference
 from ameli_ray.evaluation.metrics import linking_metrics
 
 KEEP = ("accuracy", "disambiguation_f1", "recall@10", "n_mentions", "nil_precision", "nil_recall")
@@ -31,8 +32,6 @@ def answers_of(rows: list[dict]) -> dict[str, str]:
 def add_paired_differences(table: dict[str, dict], rows: list[dict], answers: Answers, *, seed: int = 0) -> None:
     """Sets each row's `accuracy_vs_full` from its answers against the pipeline's `rows`
     (the same mentions); rows without answers, and the pipeline's own row, are left as they are."""
-    from ameli_ray.evaluation.crossval import paired_difference
-
     for name, row in table.items():
         if name != FULL_ROW and name in answers:
             delta = paired_difference(rows, answers[name], seed=seed)

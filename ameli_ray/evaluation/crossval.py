@@ -173,9 +173,9 @@ def paired_difference(rows: Sequence[dict], answers: dict[str, str], *, resample
     missing = [r["mention_id"] for r in real if r["mention_id"] not in answers]
     if missing:
         raise ValueError(f"no answer for {len(missing)} mentions (e.g. {missing[0]!r})")
-    base = np.array([(r.get("entity_id") or NIL_ENTITY) == r["gold_entity_id"] for r in real], np.float64)
-    other = np.array([(answers[r["mention_id"]] or NIL_ENTITY) == r["gold_entity_id"] for r in real], np.float64)
-    diff = other - base
+    base = _counts(real, None)["hit"]  # right answers as `bootstrap` and `linking_metrics` count them
+    other = _counts([{**r, "entity_id": answers[r["mention_id"]]} for r in real], None)["hit"]
+    diff = (other - base).astype(np.float64)
     n = len(diff)
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)
     lo, hi = np.percentile(weights @ diff / n, [2.5, 97.5])
