@@ -138,6 +138,9 @@ class FusionWeights(_Section):
     name: float = Field(0.0, ge=0, description="char n-gram TF-IDF cosine of the mention's name alone (its surface form) "
                         "with the entity's name and values")
     attributes: float = Field(0.10, ge=0, description="agreement of the mention's attribute values with the entity's")
+    # 0 until dev says otherwise, like `name`: reviews of the demo catalogue state no price, the
+    # entity-matching sets' offers do (`retrieval.price`); a trained model fits it with the others
+    price: float = Field(0.0, ge=0, description="closeness of the price the review states to the entity's listed price")
 
 
 class RetrievalSettings(_Section):
@@ -145,6 +148,11 @@ class RetrievalSettings(_Section):
     pool_per_channel: int = Field(200, ge=1, description="how deep each channel is searched before fusion")
     lexical: bool = Field(True, description="use the BM25 channel")
     chargram: bool = Field(True, description="use the char n-gram TF-IDF channels, name + text and name alone (KBs built before them have none)")
+    price: bool = Field(True, description="use the price channel where a review states a price and products list one")
+    price_span: float = Field(
+        3.0, gt=1.0, description="price channel: a product listed at this many times the stated price, or at this "
+        "fraction of it, scores 0 (1 at the same price, linear in log-price between)",
+    )
     weights: FusionWeights = Field(default_factory=FusionWeights)
     fit_weights: bool = Field(
         True, description="training fits the channel weights on dev (kept when they gain fit_min_gain) and stores them with the model",

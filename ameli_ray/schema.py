@@ -156,6 +156,7 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ("chargram_scores", pa.list_(pa.float32())),
         ("name_scores", pa.list_(pa.float32())),
         ("attribute_scores", pa.list_(pa.float32())),
+        ("price_scores", pa.list_(pa.float32())),
         ("contradicted", pa.list_(pa.bool_())),
         # disambiguation of the first fusion.top_n candidates (NaN beyond, or without a model)
         ("text_stream_scores", pa.list_(pa.float32())),

@@ -39,6 +39,7 @@ from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
 from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
+from ameli_ray.retrieval.price import listed_prices, listed_prices_of_table
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
 from ameli_ray.storage import ObjectStore, parquet_bytes
 from ameli_ray.storage.versioned import VersionedManifest, fetch_verified, read_verified, read_versioned_manifest, write_version
@@ -145,6 +146,15 @@ class KnowledgeBase:
     def ids(self) -> list[str]:
         """The id of each entity row."""
         return self.entities.ids if isinstance(self.entities, EntityTable) else [e.id for e in self.entities]
+
+    @functools.cached_property
+    def prices(self) -> np.ndarray:
+        """[n_entities] each product's listed price (NaN: none), for the price channel. Read from
+        the entities' attributes when first needed rather than stored: older KBs have it too, and
+        over a million products' columns it takes well under a second."""
+        if isinstance(self.entities, EntityTable):
+            return listed_prices_of_table(self.entities.table)
+        return listed_prices(self.entities)
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:

@@ -40,7 +40,9 @@ GRID = {
     "chargram": (0.0, 0.3, 0.6, 1.0, 1.6, 2.5),
     "name": (0.0, 0.3, 0.6, 1.0, 1.6),
     "attributes": (0.0, 0.05, 0.1, 0.2),
+    "price": (0.0, 0.1, 0.2, 0.4, 0.8),
 }
+_BATCH_CELLS = 4_000_000  # weightings are scored in batches of [mentions, candidates, batch] this large
 
 
 @dataclass
@@ -80,29 +82,33 @@ def fit_retrieval_weights(candidate_lists: list[list[Candidate]], gold: list[str
     has_gold = gold_col >= 0
     rows = np.flatnonzero(has_gold)
 
-    def measure(w: np.ndarray) -> tuple[float, float]:
-        fused = _fused_matrix(x, present, w)
+    def measure(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dev top-1 and MRR@10 of each weighting, `w` [n_weightings, channels]."""
         if not len(rows):
-            return 0.0, 0.0
-        gold_score = fused[rows, gold_col[rows]]
+            return np.zeros(len(w)), np.zeros(len(w))
+        fused = _fused_batch(x[rows], present[rows], w)  # [rows, candidates, weightings]
+        gold_score = np.take_along_axis(fused, gold_col[rows, None, None], axis=1)
         # rank of the gold: candidates scored higher, plus the earlier ones scored the same (stable order)
-        above = (fused[rows] > gold_score[:, None]).sum(1)
-        ties = ((fused[rows] == gold_score[:, None]) & (np.arange(n_cands)[None, :] < gold_col[rows, None])).sum(1)
-        rank = above + ties
+        earlier = (np.arange(n_cands)[None, :] < gold_col[rows, None])[..., None]
+        rank = (fused > gold_score).sum(1) + ((fused == gold_score) & earlier).sum(1)  # [rows, weightings]
         n = len(lists)
-        return float((rank == 0).sum() / n), float(np.where(rank < 10, 1.0 / (rank + 1), 0.0).sum() / n)
+        return (rank == 0).sum(0) / n, np.where(rank < 10, 1.0 / (rank + 1), 0.0).sum(0) / n
 
     used = [c for c in CHANNELS if present[:, CHANNELS.index(c)].any()]
     base = configured.model_dump()
     axes = [grid.get(c, (base[c],)) if c in used else (base[c],) for c in CHANNELS]
-    start = measure(_vector(configured))
+    acc0, mrr0 = measure(_vector(configured)[None, :])
+    start = (float(acc0[0]), float(mrr0[0]))
     best, best_w = start, base
-    for combo in itertools.product(*axes):
-        if sum(combo) <= 0:
-            continue
-        got = measure(np.asarray(combo, np.float64))
-        if got > best:  # accuracy first, then MRR@10
-            best, best_w = got, dict(zip(CHANNELS, map(float, combo)))
+    combos = np.asarray([c for c in itertools.product(*axes) if sum(c) > 0], np.float64).reshape(-1, len(CHANNELS))
+    batch = max(1, _BATCH_CELLS // max(1, len(rows) * n_cands))
+    for lo in range(0, len(combos), batch):
+        acc, mrr = measure(combos[lo : lo + batch])
+        # the first weighting in grid order with the best (accuracy, then MRR@10), if it beats the best so far
+        top = np.flatnonzero(acc == acc.max())
+        i = int(top[np.argmax(mrr[top])])
+        if (float(acc[i]), float(mrr[i])) > best:
+            best, best_w = (float(acc[i]), float(mrr[i])), dict(zip(CHANNELS, map(float, combos[lo + i])))
     kept_fit = best_w is not base and best[0] >= start[0] + min_gain
     dev = {"configured_accuracy": start[0], "configured_mrr@10": start[1],
            "fitted_accuracy": best[0], "fitted_mrr@10": best[1]}
@@ -150,6 +156,17 @@ def _channel_matrix(lists: list[list[Candidate]]) -> tuple[np.ndarray, np.ndarra
                 x[r, : len(cands), j] = normalise(channel, raw)
     x[pad] = -np.inf
     return x, present
+
+
+def _fused_batch(x: np.ndarray, present: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """[mentions, candidates, weightings] fused scores under each of `w`'s rows, as
+    `_fused_matrix` computes them for one: the weighted sum over the present channels is one
+    matrix product, the renormalisation another."""
+    scores = np.where(np.isinf(x), 0.0, x) * present[:, None, :]
+    total = present @ w.T  # [mentions, weightings]
+    fused = (scores.reshape(-1, x.shape[2]) @ w.T).reshape(x.shape[0], x.shape[1], len(w))
+    fused = np.divide(fused, total[:, None, :], out=np.zeros_like(fused), where=total[:, None, :] > 0)
+    return np.where(np.isinf(x[..., :1]), -np.inf, fused)
 
 
 def _fused_matrix(x: np.ndarray, present: np.ndarray, w: np.ndarray) -> np.ndarray:

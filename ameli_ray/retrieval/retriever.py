@@ -1,4 +1,4 @@
-"""Candidate retrieval: six channels, one fused ranking.
+"""Candidate retrieval: seven channels, one fused ranking.
 
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
@@ -13,6 +13,8 @@
   0.835 against 0.887 with the text (char TF-IDF over all mentions, BENCHMARKS.md, stop 26).
   Both queries go through one sparse product: over Walmart->Amazon's 22,074 products the pair
   costs 6.8 ms per review against 4.6 ms for name + text alone (ad-hoc, BENCHMARKS.md, stop 26);
+- price:   closeness of the price the review states to each product's listed price
+  (`retrieval.price`), where it states one; it re-scores the pool and proposes nobody;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
@@ -41,6 +43,8 @@ from ameli_ray.config import FusionWeights, RetrievalSettings
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import query_text
+from ameli_ray.retrieval.price import closeness as price_closeness
+from ameli_ray.retrieval.price import stated_price
 from ameli_ray.schema import Candidate
 
 
@@ -51,9 +55,14 @@ class MentionQuery:
     image_emb: np.ndarray  # [n_photos, image_dim], raw encoder output (centred here)
     attributes: list[ExtractedAttribute] = field(default_factory=list)
     surface: str = ""  # the product name as the review writes it (the char n-gram channel reads it)
+    price: float | None = None  # the price the review states (`retrieval.price.stated_price`); None: none
+
+    def __post_init__(self) -> None:
+        if self.price is None:
+            self.price = stated_price(self.text)
 
 
-CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes")
+CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price")
 
 
 class CandidateRetriever:
@@ -110,6 +119,10 @@ class CandidateRetriever:
                 channels["chargram"] = grams_all[pool]
             if name_all is not None and name_all.any():
                 channels["name"] = name_all[pool]
+            if query.price is not None and s.price:
+                near = price_closeness(query.price, self.kb.prices[pool], s.price_span)
+                if not np.isnan(near).all():
+                    channels["price"] = near
             contradicted = np.zeros(len(pool), dtype=bool)
             useful = self._discriminating(query.attributes, pool, channels)
             if useful:
