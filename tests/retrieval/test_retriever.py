@@ -1,6 +1,7 @@
 """The fused retriever on hand-made embeddings: what each channel contributes, and how they fuse."""
 
 import numpy as np
+import pytest
 
 from ameli_ray.config import FusionWeights, IndexSettings, RetrievalSettings
 from ameli_ray.kb.assets import assemble_kb
@@ -13,8 +14,9 @@ def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _kb(image_emb, image_owner, names=None):
-    entities = [Entity(id=f"e{i}", name=(names or {}).get(i, f"product {i}")) for i in range(4)]
+def _kb(image_emb, image_owner, names=None, attributes=None):
+    entities = [Entity(id=f"e{i}", name=(names or {}).get(i, f"product {i}"), attributes=(attributes or {}).get(i, {}))
+                for i in range(4)]
     text = _unit(np.eye(4) + 0.1)
     return assemble_kb(
         entities, text, _unit(image_emb), np.asarray(image_owner), name="t", text_model="t", image_model="i",
@@ -80,3 +82,28 @@ def test_the_name_channel_reads_the_reviews_name_alone():
         assert "name" not in _retriever(kb, name=1.0).retrieve([q])[0][0].channel_scores
     assert "name" not in CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, chargram=False)).retrieve(
         [query])[0][0].channel_scores
+
+
+def test_the_price_channel_prefers_the_product_listed_near_the_stated_price():
+    # two editions with one name; the review says what it cost
+    names = {0: "lojack for laptops subscription", 1: "lojack for laptops subscription"}
+    prices = {0: {"price": "49.99"}, 1: {"Price": "$119.99"}, 2: {"brand": "absolute"}}
+    kb = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names, attributes=prices)
+    assert np.isnan(kb.prices[2:]).all() and kb.prices[:2].tolist() == [np.float32(49.99), np.float32(119.99)]
+    query = MentionQuery("lojack for laptops subscription. price: 119.99", _unit(np.ones(4)), np.zeros((0, 8), np.float32),
+                         surface="lojack for laptops subscription")
+    assert query.price == 119.99
+    without = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=1, name=0, attributes=0, price=0).retrieve([query])[0]
+    with_price = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=1, name=0, attributes=0, price=0.4).retrieve([query])[0]
+    assert without[0].entity_id == "e0" and with_price[0].entity_id == "e1"  # a tie broken by row order, then by price
+    scores = {c.entity_id: c.channel_scores["price"] for c in with_price}
+    # float32 prices: 1 up to rounding; 49.99 against 119.99 is 2.4 times less, 0.2 at span 3
+    assert scores["e1"] == pytest.approx(1.0) and scores["e0"] == pytest.approx(0.2, abs=0.01) and np.isnan(scores["e2"])
+    # a review that states no price, or the channel switched off: no channel, its weight goes to the others
+    quiet = MentionQuery("lojack for laptops subscription", _unit(np.ones(4)), np.zeros((0, 8), np.float32))
+    assert quiet.price is None and "price" not in _retriever(kb, price=1.0).retrieve([quiet])[0][0].channel_scores
+    off = CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, price=False, weights=FusionWeights(price=1.0)))
+    assert "price" not in off.retrieve([query])[0][0].channel_scores
+    # a KB that lists no prices: none either
+    bare = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names)
+    assert "price" not in _retriever(bare, price=1.0).retrieve([query])[0][0].channel_scores
