@@ -151,7 +151,8 @@ class KnowledgeBase:
     def prices(self) -> np.ndarray:
         """[n_entities] each product's listed price (NaN: none), for the price channel. Read from
         the entities' attributes when first needed rather than stored: older KBs have it too, and
-        over a million products' columns it takes well under a second."""
+        it costs about a second over a million products' columns (ad-hoc, five attributes each,
+        BENCHMARKS.md stop 27); a retriever reads it when it is made."""
         if isinstance(self.entities, EntityTable):
             return listed_prices_of_table(self.entities.table)
         return listed_prices(self.entities)

@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # a number as prices are written: 1,299.99 or 1299.99 or 12
-_NUMBER = r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_AMOUNT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_NUMBER = f"({_AMOUNT})"
 # "price: 599.99" (how the entity-matching tables' offers read), "price $12"
 _LABELLED = re.compile(r"\bprice\b\s*(?:is|of|was)?\s*[:=]?\s*(?:us\s?\$|\$|usd\s?)?\s*" + _NUMBER, re.IGNORECASE)
 # "$12.99", "US$ 12", "USD 12.99", "12.99 dollars", "12 bucks"
@@ -72,8 +73,8 @@ def listed_price(attributes: Mapping[str, str]) -> float:
 
 def listed_prices_of_table(table: pa.Table) -> np.ndarray:
     """`listed_price` of every row of an entities table (attributes: map<string, string>), without
-    making a Python dict per product: the keys and values are flattened, the price keys picked by
-    one regex over the keys, and only those values parsed."""
+    making a Python dict per product: keys and values flattened, the price keys picked and their
+    numbers read by regex kernels, the first readable one of each row kept."""
     out = np.full(table.num_rows, np.nan, dtype=np.float32)
     column = table.column("attributes").combine_chunks()
     if not len(column) or column.null_count == len(column):
@@ -81,14 +82,18 @@ def listed_prices_of_table(table: pa.Table) -> np.ndarray:
     # as list<struct<key, value>>: one struct per (row, attribute), a slice's offset respected
     column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
     pairs = column.flatten()
-    keys, values = pairs.field(0), pairs.field(1)
     owners = pc.list_parent_indices(column).to_numpy()
-    hits = np.flatnonzero(pc.fill_null(pc.match_substring_regex(keys, PRICE_KEY.pattern, ignore_case=True), False).to_numpy(zero_copy_only=False))
-    for i in hits[::-1]:  # the first price key of a row wins: written last
-        match = re.search(_NUMBER, values[int(i)].as_py() or "")
-        number = _number(match.group(1)) if match else None
-        if number is not None:
-            out[owners[i]] = number
+    is_price = pc.fill_null(pc.match_substring_regex(pairs.field(0), PRICE_KEY.pattern, ignore_case=True), False)
+    hits = np.flatnonzero(is_price.to_numpy(zero_copy_only=False))
+    if not len(hits):
+        return out
+    extracted = pc.extract_regex(pc.take(pairs.field(1), pa.array(hits)), f"(?P<n>{_AMOUNT})")
+    found = pc.if_else(pc.is_valid(extracted), extracted.field("n"), pa.scalar(None, pa.string()))  # no number: null
+    numbers = pc.cast(pc.replace_substring(found, ",", ""), pa.float64()).to_numpy(zero_copy_only=False)
+    readable = np.isfinite(numbers) & (numbers > 0) & (numbers < MAX_PRICE)
+    rows, numbers = owners[hits][readable], numbers[readable]
+    rows, first = np.unique(rows, return_index=True)  # hits run in attribute order: the first per row
+    out[rows] = numbers[first]
     return out
 
 

@@ -75,6 +75,8 @@ class CandidateRetriever:
         self.settings = settings
         self.attribute_depth = attribute_depth
         self.weights = weights or settings.weights
+        if settings.price:
+            _ = kb.prices  # read now (~1 s over a million products), not on the first review that states a price
 
     def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
         if not queries:
