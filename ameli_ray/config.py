@@ -141,6 +141,8 @@ class FusionWeights(_Section):
     # 0 until dev says otherwise, like `name`: reviews of the demo catalogue state no price, the
     # entity-matching sets' offers do (`retrieval.price`); a trained model fits it with the others
     price: float = Field(0.0, ge=0, description="closeness of the price the review states to the entity's listed price")
+    # 0 until dev says otherwise, like `price`
+    numbers: float = Field(0.0, ge=0, description="share of the numbers in the review's name that the entity's name has")
 
 
 class RetrievalSettings(_Section):
@@ -149,6 +151,7 @@ class RetrievalSettings(_Section):
     lexical: bool = Field(True, description="use the BM25 channel")
     chargram: bool = Field(True, description="use the char n-gram TF-IDF channels, name + text and name alone (KBs built before them have none)")
     price: bool = Field(True, description="use the price channel where a review states a price and products list one")
+    numbers: bool = Field(True, description="use the numbers channel where a review's name has numbers (editions, versions, years)")
     price_span: float = Field(
         3.0, gt=1.0, description="price channel: a product listed at this many times the stated price, or at this "
         "fraction of it, scores 0 (1 at the same price, linear in log-price between)",

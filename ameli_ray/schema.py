@@ -157,6 +157,7 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ("name_scores", pa.list_(pa.float32())),
         ("attribute_scores", pa.list_(pa.float32())),
         ("price_scores", pa.list_(pa.float32())),
+        ("numbers_scores", pa.list_(pa.float32())),
         ("contradicted", pa.list_(pa.bool_())),
         # disambiguation of the first fusion.top_n candidates (NaN beyond, or without a model)
         ("text_stream_scores", pa.list_(pa.float32())),

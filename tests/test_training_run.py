@@ -77,7 +77,7 @@ def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
     config, store, kb_uri, outcome, _ = trained
     fusion = read_model_manifest(outcome["model"], store)[1].fusion
     fitted = fusion.retrieval_weights
-    assert set(fitted) == {"text", "image", "lexical", "chargram", "name", "attributes", "price"}
+    assert set(fitted) == {"text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers"}
     assert {"configured_accuracy", "fitted_accuracy"} <= set(fusion.retrieval_dev)
     assert outcome["training"]["retrieval_weights"] == fitted
     # a retrieval-only linker over the model (a Ray Data retrieval actor) reads them from the

@@ -39,6 +39,7 @@ from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
 from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
+from ameli_ray.retrieval.numbers import NameNumbers
 from ameli_ray.retrieval.price import listed_prices, listed_prices_of_table
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
 from ameli_ray.storage import ObjectStore, parquet_bytes
@@ -156,6 +157,13 @@ class KnowledgeBase:
         if isinstance(self.entities, EntityTable):
             return listed_prices_of_table(self.entities.table)
         return listed_prices(self.entities)
+
+    @functools.cached_property
+    def name_numbers(self) -> NameNumbers:
+        """The numbers of each product's name, for the numbers channel (read like `prices`)."""
+        if isinstance(self.entities, EntityTable):
+            return NameNumbers(self.entities.table.column("name").to_pylist())
+        return NameNumbers(e.name for e in self.entities)
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:

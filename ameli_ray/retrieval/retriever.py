@@ -1,4 +1,4 @@
-"""Candidate retrieval: seven channels, one fused ranking.
+"""Candidate retrieval: eight channels, one fused ranking.
 
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
@@ -15,6 +15,8 @@
   costs 6.8 ms per review against 4.6 ms for name + text alone (ad-hoc, BENCHMARKS.md, stop 26);
 - price:   closeness of the price the review states to each product's listed price
   (`retrieval.price`), where it states one; it re-scores the pool and proposes nobody;
+- numbers: the share of the numbers in the review's name (editions, versions, years) that each
+  product's name has (`retrieval.numbers`), where its name has any; it too only re-scores;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
@@ -43,6 +45,7 @@ from ameli_ray.config import FusionWeights, RetrievalSettings
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import query_text
+from ameli_ray.retrieval.numbers import number_keys
 from ameli_ray.retrieval.price import closeness as price_closeness
 from ameli_ray.retrieval.price import stated_price
 from ameli_ray.schema import Candidate
@@ -62,7 +65,7 @@ class MentionQuery:
             self.price = stated_price(self.text)
 
 
-CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price")
+CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers")
 
 
 class CandidateRetriever:
@@ -75,8 +78,11 @@ class CandidateRetriever:
         self.settings = settings
         self.attribute_depth = attribute_depth
         self.weights = weights or settings.weights
+        # read now (seconds over a million products), not on the first review that needs them
         if settings.price:
-            _ = kb.prices  # read now (~1 s over a million products), not on the first review that states a price
+            _ = kb.prices
+        if settings.numbers:
+            _ = kb.name_numbers
 
     def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
         if not queries:
@@ -125,6 +131,9 @@ class CandidateRetriever:
                 near = price_closeness(query.price, self.kb.prices[pool], s.price_span)
                 if not np.isnan(near).all():
                     channels["price"] = near
+            numbers = number_keys(query.surface) if s.numbers else set()
+            if numbers:
+                channels["numbers"] = self.kb.name_numbers.shared(numbers, pool)
             contradicted = np.zeros(len(pool), dtype=bool)
             useful = self._discriminating(query.attributes, pool, channels)
             if useful:

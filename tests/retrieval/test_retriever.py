@@ -107,3 +107,19 @@ def test_the_price_channel_prefers_the_product_listed_near_the_stated_price():
     # a KB that lists no prices: none either
     bare = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names)
     assert "price" not in _retriever(bare, price=1.0).retrieve([query])[0][0].channel_scores
+
+
+def test_the_numbers_channel_tells_editions_apart_by_the_numbers_in_their_names():
+    names = {0: "norton antivirus 2004", 1: "norton antivirus 2007", 2: "norton internet security"}
+    kb = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names)
+    query = MentionQuery("norton antivirus 2007 protects your pc", _unit(np.ones(4)), np.zeros((0, 8), np.float32),
+                         surface="Norton AntiVirus 2007")
+    got = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=0, name=1, attributes=0, numbers=0.4).retrieve([query])[0]
+    scores = {c.entity_id: c.channel_scores["numbers"] for c in got}
+    assert got[0].entity_id == "e1" and scores == {"e0": 0.0, "e1": 1.0, "e2": 0.0, "e3": 0.0}
+    # no number in the name, no name, or the channel off: no channel
+    for surface in ("Norton AntiVirus", ""):
+        q = MentionQuery("norton antivirus 2007", _unit(np.ones(4)), np.zeros((0, 8), np.float32), surface=surface)
+        assert "numbers" not in _retriever(kb, numbers=1.0).retrieve([q])[0][0].channel_scores
+    off = CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, numbers=False, weights=FusionWeights(numbers=1.0)))
+    assert "numbers" not in off.retrieve([query])[0][0].channel_scores
