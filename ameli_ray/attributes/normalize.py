@@ -172,7 +172,8 @@ _DIMS = re.compile(r"\d+(?:\.\d+)?(?:x\d+(?:\.\d+)?)+[a-z]*")
 _MARKS = frozenset({'"', "''", "°", "%"})
 
 
-def _canonical_number(number: str) -> str:
+def canonical_number(number: str) -> str:
+    """A number as the normaliser writes it: "4.0" is "4", "2.50" is "2.5"."""
     if "." in number:
         number = number.rstrip("0").rstrip(".")
     return number
@@ -224,7 +225,7 @@ def _merge(raw: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         tok, start, end = raw[i]
         number = None
         if _NUMBER.fullmatch(tok):
-            number = _canonical_number(tok)
+            number = canonical_number(tok)
         elif tok in _NUMBER_WORDS:
             number = _NUMBER_WORDS[tok]
         if number is not None:
@@ -243,7 +244,7 @@ def _merge(raw: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
             continue
         glued = _GLUED.fullmatch(tok)
         if glued is not None and glued.group(2) in _GLUED_UNITS:
-            out.append((_canonical_number(glued.group(1)) + _GLUED_UNITS[glued.group(2)], start, end))
+            out.append((canonical_number(glued.group(1)) + _GLUED_UNITS[glued.group(2)], start, end))
             i += 1
             continue
         size = None

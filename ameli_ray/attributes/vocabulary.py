@@ -52,7 +52,7 @@ from ameli_ray.attributes.normalize import (
 )
 from ameli_ray.schema import Entity
 
-__all__ = ["AttributeMatch", "AttributeVocabulary", "MATCH_CONFIDENCE", "SKIPPED_KEYS"]
+__all__ = ["AttributeMatch", "AttributeVocabulary", "MATCH_CONFIDENCE", "PRICE_KEY", "SKIPPED_KEYS"]
 
 JSON_VERSION = 1
 MAX_VALUE_CHARS = 40
@@ -66,9 +66,11 @@ MATCH_CONFIDENCE: dict[str, float] = {
 }
 _KINDS = ("exact", "alias", "compact")  # variant kinds stored in the automaton's payloads
 
+# a key naming a price (an offer, not a property: left out here, read by the price channel, `retrieval.price`)
+PRICE_KEY = re.compile(r"price|msrp", re.IGNORECASE)
 SKIPPED_KEYS = re.compile(
     r"^(?:product name|name|title|product title|description|overview|features?|url|link|images?|image url)$"
-    r"|price|msrp"
+    r"|" + PRICE_KEY.pattern
 )
 _STOPWORDS = frozenset(
     "a an the and or of for with without in on to by at it is be this that one all any not new yes no none "

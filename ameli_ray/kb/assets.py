@@ -40,7 +40,7 @@ from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
 from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.retrieval.numbers import NameNumbers
-from ameli_ray.retrieval.price import listed_prices, listed_prices_of_table
+from ameli_ray.retrieval.price import listed_prices
 from ameli_ray.schema import Entity, entities_from_table, entities_to_table
 from ameli_ray.storage import ObjectStore, parquet_bytes
 from ameli_ray.storage.versioned import VersionedManifest, fetch_verified, read_verified, read_versioned_manifest, write_version
@@ -154,9 +154,8 @@ class KnowledgeBase:
         the entities' attributes when first needed rather than stored: older KBs have it too, and
         it costs about a second over a million products' columns (ad-hoc, five attributes each,
         BENCHMARKS.md stop 27); a retriever reads it when it is made."""
-        if isinstance(self.entities, EntityTable):
-            return listed_prices_of_table(self.entities.table)
-        return listed_prices(self.entities)
+        table = self.entities.table if isinstance(self.entities, EntityTable) else entities_to_table(list(self.entities))
+        return listed_prices(table)
 
     @functools.cached_property
     def name_numbers(self) -> NameNumbers:

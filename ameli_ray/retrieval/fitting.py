@@ -58,7 +58,7 @@ def refuse(candidates: list[Candidate], weights: FusionWeights) -> list[Candidat
     """The candidates re-scored and re-ordered under other channel weights (stable for ties)."""
     if not candidates:
         return []
-    fused = _fused_matrix(*_channel_matrix([candidates]), _vector(weights))[0]
+    fused = _fused_batch(*_channel_matrix([candidates]), _vector(weights)[None, :])[0, :, 0]
     order = np.argsort(-fused[: len(candidates)], kind="stable")
     return [candidates[i].model_copy(update={"score": float(fused[i])}) for i in order]
 
@@ -161,20 +161,11 @@ def _channel_matrix(lists: list[list[Candidate]]) -> tuple[np.ndarray, np.ndarra
 
 def _fused_batch(x: np.ndarray, present: np.ndarray, w: np.ndarray) -> np.ndarray:
     """[mentions, candidates, weightings] fused scores under each of `w`'s rows, as
-    `_fused_matrix` computes them for one: the weighted sum over the present channels is one
-    matrix product, the renormalisation another."""
+    `retriever.fuse_channels` computes them for one (-inf for padding): the weighted sum over the
+    present channels is one matrix product, the renormalisation another."""
     scores = np.where(np.isinf(x), 0.0, x) * present[:, None, :]
     total = present @ w.T  # [mentions, weightings]
     fused = (scores.reshape(-1, x.shape[2]) @ w.T).reshape(x.shape[0], x.shape[1], len(w))
     fused = np.divide(fused, total[:, None, :], out=np.zeros_like(fused), where=total[:, None, :] > 0)
     return np.where(np.isinf(x[..., :1]), -np.inf, fused)
 
-
-def _fused_matrix(x: np.ndarray, present: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """[mentions, candidates] fused scores, as `retriever.fuse_channels` computes them."""
-    weights = present * w[None, :]
-    total = weights.sum(1, keepdims=True)
-    weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
-    with np.errstate(invalid="ignore"):
-        fused = np.einsum("mcj,mj->mc", np.where(np.isinf(x), 0.0, x), weights)
-    return np.where(np.isinf(x[..., 0]), -np.inf, fused)

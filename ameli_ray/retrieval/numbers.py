@@ -26,12 +26,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ameli_ray.attributes.normalize import canonical_number
+
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LEADING_ZEROS = re.compile(r"^0+(?=\d)")
 
 
 def _key(raw: str) -> str:
-    value = float(raw)
-    return str(int(value)) if value.is_integer() else repr(value)
+    """`attributes.normalize.canonical_number` ("4.0" is "4"), leading zeros dropped too ("07" is
+    "7"): as strings, so that two long codes never meet in a float's rounding."""
+    return canonical_number(_LEADING_ZEROS.sub("", raw))
 
 
 def number_keys(text: str) -> set[str]:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ameli_ray.attributes.vocabulary import PRICE_KEY
 
 # a number as prices are written: 1,299.99 or 1299.99 or 12
 _AMOUNT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
@@ -35,7 +36,6 @@ _LABELLED = re.compile(r"\bprice\b\s*(?:is|of|was)?\s*[:=]?\s*(?:us\s?\$|\$|usd\
 _CURRENCY = re.compile(
     r"(?:us\s?\$|\$|\busd\s?)\s*" + _NUMBER + r"|" + _NUMBER + r"\s?(?:usd|dollars|bucks)\b", re.IGNORECASE,
 )
-PRICE_KEY = re.compile(r"price|msrp", re.IGNORECASE)
 MAX_PRICE = 1e7  # beyond: a part number or a phone number, not a price
 
 
@@ -60,21 +60,11 @@ def stated_price(text: str) -> float | None:
     return None
 
 
-def listed_price(attributes: Mapping[str, str]) -> float:
-    """A product's price from its attributes (the first key naming a price); NaN when none."""
-    for key, value in attributes.items():
-        if PRICE_KEY.search(key):
-            match = re.search(_NUMBER, value or "")
-            number = _number(match.group(1)) if match else None
-            if number is not None:
-                return number
-    return math.nan
-
-
-def listed_prices_of_table(table: pa.Table) -> np.ndarray:
-    """`listed_price` of every row of an entities table (attributes: map<string, string>), without
-    making a Python dict per product: keys and values flattened, the price keys picked and their
-    numbers read by regex kernels, the first readable one of each row kept."""
+def listed_prices(table: pa.Table) -> np.ndarray:
+    """[rows] float32: each product's listed price, the number in its first price key's value that
+    reads as one (`PRICE_KEY`); NaN where it has none. `table`: entities as `schema.entities_to_table`
+    writes them (attributes: map<string, string>). No Python dict per product: keys and values are
+    flattened, the price keys picked and their numbers read by Arrow's regex kernels."""
     out = np.full(table.num_rows, np.nan, dtype=np.float32)
     column = table.column("attributes").combine_chunks()
     if not len(column) or column.null_count == len(column):
@@ -95,11 +85,6 @@ def listed_prices_of_table(table: pa.Table) -> np.ndarray:
     rows, first = np.unique(rows, return_index=True)  # hits run in attribute order: the first per row
     out[rows] = numbers[first]
     return out
-
-
-def listed_prices(entities: Sequence) -> np.ndarray:
-    """[n_entities] float32 listed prices, NaN where a product has none."""
-    return np.asarray([listed_price(e.attributes) for e in entities], dtype=np.float32)
 
 
 def closeness(stated: float, listed: np.ndarray, span: float) -> np.ndarray:

@@ -36,6 +36,7 @@ weights are renormalised, so a text-only mention is not penalised for lacking ph
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,11 +59,11 @@ class MentionQuery:
     image_emb: np.ndarray  # [n_photos, image_dim], raw encoder output (centred here)
     attributes: list[ExtractedAttribute] = field(default_factory=list)
     surface: str = ""  # the product name as the review writes it (the char n-gram channel reads it)
-    price: float | None = None  # the price the review states (`retrieval.price.stated_price`); None: none
 
-    def __post_init__(self) -> None:
-        if self.price is None:
-            self.price = stated_price(self.text)
+    @functools.cached_property
+    def price(self) -> float | None:
+        """The price the text states (`retrieval.price.stated_price`); None: none."""
+        return stated_price(self.text)
 
 
 CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers")

@@ -144,8 +144,9 @@ def test_the_price_channel_gains_weight_where_the_price_tells_editions_apart():
     assert all(refuse(c, FusionWeights(**fit.weights))[0].entity_id == g for c, g in zip(lists, gold))
 
 
-def test_weightings_scored_in_a_batch_score_as_each_alone():
-    from ameli_ray.retrieval.fitting import _channel_matrix, _fused_batch, _fused_matrix
+def test_weightings_scored_in_a_batch_score_as_the_retriever_fuses_each():
+    from ameli_ray.retrieval.fitting import _channel_matrix, _fused_batch
+    from ameli_ray.retrieval.retriever import CHANNELS
 
     lists, _ = _dev(n=12, seed=3)
     for i, cands in enumerate(lists):  # some mentions lack channels, some lists are shorter (padding)
@@ -158,4 +159,8 @@ def test_weightings_scored_in_a_batch_score_as_each_alone():
     w[0] = 0  # no weight at all: every score 0, padding -inf
     batched = _fused_batch(x, present, w)
     for b in range(len(w)):
-        np.testing.assert_allclose(batched[..., b], _fused_matrix(x, present, w[b]), rtol=1e-12, atol=1e-12)
+        weights = FusionWeights(**dict(zip(CHANNELS, w[b])))
+        for m, cands in enumerate(lists):
+            raw = {k: np.asarray([c.channel_scores[k] for c in cands]) for k in cands[0].channel_scores}
+            np.testing.assert_allclose(batched[m, : len(cands), b], fuse_channels(raw, weights), rtol=1e-12, atol=1e-12)
+            assert np.isneginf(batched[m, len(cands):, b]).all()

@@ -10,6 +10,9 @@ def test_numbers_are_read_as_numbers():
     assert number_keys("nero 7.0 ultra edition, v07") == {"7"}  # 7.0, 07 and 7 are one number
     assert number_keys("instant immersion french 2.5 (win 95 98)") == {"2.5", "95", "98"}
     assert number_keys("") == set() and number_keys("no digits here") == set()
+    # codes longer than a float holds stay apart
+    assert number_keys("upc 12345678901234567890 and 12345678901234567891") == {"12345678901234567890", "12345678901234567891"}
+    assert number_keys("0.50 or 00.5 or 0") == {"0.5", "0"}
 
 
 def test_the_share_of_the_reviews_numbers_each_products_name_has():

@@ -1,12 +1,10 @@
 """The price channel's parts: the price a review states, the price a product lists, and how close they are."""
 
-import math
-
 import numpy as np
 import pytest
 
 from ameli_ray.kb.assets import EntityTable
-from ameli_ray.retrieval.price import closeness, listed_price, listed_prices, listed_prices_of_table, stated_price
+from ameli_ray.retrieval.price import closeness, listed_prices, stated_price
 from ameli_ray.schema import Entity, entities_to_table
 
 
@@ -27,7 +25,7 @@ def test_a_review_states_a_price_labelled_or_in_a_currency(text, price):
     assert stated_price(text) == price
 
 
-def test_a_products_price_is_its_first_price_key_and_the_table_reader_agrees_with_the_dict_reader():
+def test_a_products_price_is_its_first_readable_price_key_read_from_its_table_or_its_kb():
     entities = [
         Entity(id="a", name="a", attributes={"brand": "x", "Price": "$1,299.99", "msrp": "1500"}),
         Entity(id="b", name="b"),
@@ -35,14 +33,12 @@ def test_a_products_price_is_its_first_price_key_and_the_table_reader_agrees_wit
         Entity(id="d", name="d", attributes={"price": "0"}),
         Entity(id="e", name="e", attributes={"colour": "red"}),
     ]
-    assert listed_price(entities[0].attributes) == 1299.99 and math.isnan(listed_price({}))
     expected = np.asarray([1299.99, np.nan, 12.0, np.nan, np.nan], np.float32)
-    np.testing.assert_array_equal(listed_prices(entities), expected)
     table = entities_to_table(entities)
-    np.testing.assert_array_equal(listed_prices_of_table(table), expected)
+    np.testing.assert_array_equal(listed_prices(table), expected)
     # a slice of a table (a loaded KB's rows need not start at 0)
-    np.testing.assert_array_equal(listed_prices_of_table(table.slice(2, 3)), expected[2:])
-    np.testing.assert_array_equal(listed_prices_of_table(EntityTable(table).table), expected)
+    np.testing.assert_array_equal(listed_prices(table.slice(2, 3)), expected[2:])
+    np.testing.assert_array_equal(listed_prices(EntityTable(table).table), expected)
 
 
 def test_closeness_is_one_at_the_stated_price_and_zero_at_span_times_more_or_less():
