@@ -152,7 +152,7 @@ class KnowledgeBase:
     def prices(self) -> np.ndarray:
         """[n_entities] each product's listed price (NaN: none), for the price channel. Read from
         the entities' attributes when first needed rather than stored: older KBs have it too, and
-        it costs about a second over a million products' columns (ad-hoc, five attributes each,
+        it costs one to two seconds over a million products' columns (ad-hoc, five attributes each,
         BENCHMARKS.md stop 27); a retriever reads it when it is made."""
         table = self.entities.table if isinstance(self.entities, EntityTable) else entities_to_table(list(self.entities))
         return listed_prices(table)

@@ -15,8 +15,8 @@ the pool the other channels propose and proposes nobody. Its weight is 0 until t
 it one (`retrieval.fitting`).
 
 A KB's names are read once into a compact index (each product's number ids, CSR-like: two int
-arrays), when a retriever is made: 6.6 s over a million generated names with two other jobs on
-the two cores (ad-hoc, BENCHMARKS.md stop 27).
+arrays), when a retriever is made: 3.9-5.0 s over a million generated names (ad-hoc,
+BENCHMARKS.md stop 27).
 """
 
 from __future__ import annotations
