@@ -143,6 +143,9 @@ class FusionWeights(_Section):
     price: float = Field(0.0, ge=0, description="closeness of the price the review states to the entity's listed price")
     # 0 until dev says otherwise, like `price`
     numbers: float = Field(0.0, ge=0, description="share of the numbers in the review's name that the entity's name has")
+    # 0 until dev says otherwise, like `price`
+    codes: float = Field(0.0, ge=0, description="share of the model codes in the review's text that the entity's name "
+                         "and attribute values contain")
 
 
 class RetrievalSettings(_Section):
@@ -152,6 +155,7 @@ class RetrievalSettings(_Section):
     chargram: bool = Field(True, description="use the char n-gram TF-IDF channels, name + text and name alone (KBs built before them have none)")
     price: bool = Field(True, description="use the price channel where a review states a price and products list one")
     numbers: bool = Field(True, description="use the numbers channel where a review's name has numbers (editions, versions, years)")
+    codes: bool = Field(True, description="use the codes channel where a review's text has model codes (\"DCS-1100\", \"74030\")")
     price_span: float = Field(
         3.0, gt=1.0, description="price channel: a product listed at this many times the stated price, or at this "
         "fraction of it, scores 0 (1 at the same price, linear in log-price between)",

@@ -329,7 +329,7 @@ def load_linker(
 _CHANNEL_COLUMNS = {
     "text": "text_scores", "image": "image_scores", "lexical": "lexical_scores", "chargram": "chargram_scores",
     "name": "name_scores", "attributes": "attribute_scores", "price": "price_scores",
-    "numbers": "numbers_scores",
+    "numbers": "numbers_scores", "codes": "codes_scores",
     "text_stream": "text_stream_scores", "image_stream": "image_stream_scores", "final": "final_scores",
 }
 

@@ -158,6 +158,7 @@ LINK_RESULT_ARROW_SCHEMA = pa.schema(
         ("attribute_scores", pa.list_(pa.float32())),
         ("price_scores", pa.list_(pa.float32())),
         ("numbers_scores", pa.list_(pa.float32())),
+        ("codes_scores", pa.list_(pa.float32())),
         ("contradicted", pa.list_(pa.bool_())),
         # disambiguation of the first fusion.top_n candidates (NaN beyond, or without a model)
         ("text_stream_scores", pa.list_(pa.float32())),

@@ -102,8 +102,9 @@ def print_table(results: dict[str, dict], console: Console) -> None:
     table.add_row("fusion r/t/i per fold", *[
         "; ".join("/".join(f"{w[s]:.1f}" for s in ("retrieval", "text", "image")) for w in m["folds"]["fusion"] if w)
         for m in results.values()])
-    table.add_row("retrieval t/i/bm25/char/name/attr/price/num per fold", *[
-        "; ".join("/".join(f"{w.get(c, 0):g}" for c in ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers"))
+    table.add_row("retrieval t/i/bm25/char/name/attr/price/num/code per fold", *[
+        "; ".join("/".join(f"{w.get(c, 0):g}" for c in ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers",
+                                                        "codes"))
                   for w in m["folds"].get("retrieval_weights", []) if w)
         for m in results.values()])
     table.add_row("mentions (NIL)", *[f"{m['n_mentions']} ({m.get('n_nil_mentions', 0)})" for m in results.values()])

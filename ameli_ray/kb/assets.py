@@ -38,6 +38,7 @@ from ameli_ray.errors import InputFormatError
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import FILES as CHARGRAM_FILES
 from ameli_ray.retrieval.chargram import CharGramIndex, entity_doc_text
+from ameli_ray.retrieval.codes import product_code_texts
 from ameli_ray.retrieval.lexical import LexicalIndex
 from ameli_ray.retrieval.numbers import NameNumbers
 from ameli_ray.retrieval.price import listed_prices
@@ -163,6 +164,13 @@ class KnowledgeBase:
         if isinstance(self.entities, EntityTable):
             return NameNumbers(self.entities.table.column("name").to_pylist())
         return NameNumbers(e.name for e in self.entities)
+
+    @functools.cached_property
+    def code_texts(self) -> pa.LargeStringArray:
+        """Each product's name and attribute values squeezed, for the codes channel
+        (`retrieval.codes.product_code_texts`; read like `prices`)."""
+        table = self.entities.table if isinstance(self.entities, EntityTable) else entities_to_table(list(self.entities))
+        return product_code_texts(table)
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:

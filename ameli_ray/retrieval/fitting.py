@@ -42,6 +42,7 @@ GRID = {
     "attributes": (0.0, 0.05, 0.1, 0.2),
     "price": (0.0, 0.1, 0.2, 0.4, 0.8),
     "numbers": (0.0, 0.1, 0.2, 0.4),
+    "codes": (0.0, 0.1, 0.2, 0.4, 0.8),
 }
 _BATCH_CELLS = 4_000_000  # weightings are scored in batches of [mentions, candidates, batch] this large
 

@@ -1,4 +1,4 @@
-"""Candidate retrieval: eight channels, one fused ranking.
+"""Candidate retrieval: nine channels, one fused ranking.
 
 - text:    cosine between the mention's text embedding and each entity's (FAISS);
 - image:   an entity's score is the max cosine over (mention photo, entity image) pairs, as in the paper;
@@ -17,6 +17,8 @@
   (`retrieval.price`), where it states one; it re-scores the pool and proposes nobody;
 - numbers: the share of the numbers in the review's name (editions, versions, years) that each
   product's name has (`retrieval.numbers`), where its name has any; it too only re-scores;
+- codes:   the share of the model codes in the review's text ("modelno: 74030", "DCS-1100") found in
+  each product's name and attribute values (`retrieval.codes`), where it writes any; it only re-scores;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
@@ -46,6 +48,7 @@ from ameli_ray.config import FusionWeights, RetrievalSettings
 from ameli_ray.kb.assets import KnowledgeBase, center_images
 from ameli_ray.retrieval import index as vindex
 from ameli_ray.retrieval.chargram import query_text
+from ameli_ray.retrieval.codes import code_share, review_codes
 from ameli_ray.retrieval.numbers import number_keys
 from ameli_ray.retrieval.price import closeness as price_closeness
 from ameli_ray.retrieval.price import stated_price
@@ -65,8 +68,13 @@ class MentionQuery:
         """The price the text states (`retrieval.price.stated_price`); None: none."""
         return stated_price(self.text)
 
+    @functools.cached_property
+    def codes(self) -> frozenset[str]:
+        """The model codes the text and the name write (`retrieval.codes.review_codes`)."""
+        return review_codes(f"{self.surface} {self.text}")
 
-CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers")
+
+CHANNELS = ("text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers", "codes")
 
 
 class CandidateRetriever:
@@ -84,6 +92,8 @@ class CandidateRetriever:
             _ = kb.prices
         if settings.numbers:
             _ = kb.name_numbers
+        if settings.codes:
+            _ = kb.code_texts
 
     def retrieve(self, queries: list[MentionQuery]) -> list[list[Candidate]]:
         if not queries:
@@ -135,6 +145,9 @@ class CandidateRetriever:
             numbers = number_keys(query.surface) if s.numbers else set()
             if numbers:
                 channels["numbers"] = self.kb.name_numbers.shared(numbers, pool)
+            codes = query.codes if s.codes else frozenset()
+            if codes:
+                channels["codes"] = code_share(codes, self.kb.code_texts, pool)
             contradicted = np.zeros(len(pool), dtype=bool)
             useful = self._discriminating(query.attributes, pool, channels)
             if useful:

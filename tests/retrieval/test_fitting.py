@@ -75,11 +75,12 @@ def test_a_linker_takes_the_models_weights_unless_the_config_says_otherwise():
     from ameli_ray.linker import retrieval_weights
 
     fitted = {"text": 0.2, "image": 0.0, "lexical": 0.0, "chargram": 1.6, "name": 0.6, "attributes": 0.0, "price": 0.2,
-              "numbers": 0.1}
+              "numbers": 0.1, "codes": 0.4}
     assert retrieval_weights(AmeliConfig(), fitted).model_dump() == fitted
-    # a model fitted before the name, price and numbers channels existed keeps them off
-    older = {k: v for k, v in fitted.items() if k not in ("name", "price", "numbers")}
-    assert retrieval_weights(AmeliConfig(), older).model_dump() == {**older, "name": 0.0, "price": 0.0, "numbers": 0.0}
+    # a model fitted before the name, price, numbers and codes channels existed keeps them off
+    older = {k: v for k, v in fitted.items() if k not in ("name", "price", "numbers", "codes")}
+    assert retrieval_weights(AmeliConfig(), older).model_dump() == {**older, "name": 0.0, "price": 0.0, "numbers": 0.0,
+                                                                     "codes": 0.0}
     configured = AmeliConfig.load(None, ["retrieval.weights_from=config"])
     assert retrieval_weights(configured, fitted) == configured.retrieval.weights
     assert retrieval_weights(AmeliConfig(), None) == AmeliConfig().retrieval.weights

@@ -123,3 +123,22 @@ def test_the_numbers_channel_tells_editions_apart_by_the_numbers_in_their_names(
         assert "numbers" not in _retriever(kb, numbers=1.0).retrieve([q])[0][0].channel_scores
     off = CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, numbers=False, weights=FusionWeights(numbers=1.0)))
     assert "numbers" not in off.retrieve([query])[0][0].channel_scores
+
+
+def test_the_codes_channel_finds_the_review_s_model_code_in_the_product_s_name_or_values():
+    # the Walmart->Amazon confusion: one series, the code in the review's text decides
+    names = {0: "Swingline 74150 Heavy-Duty Punch", 1: "New-Swingline 74030 - Light Touch Punch - SWI74030",
+             2: "Swingline Light Touch Punch", 3: "Stapler"}
+    attributes = {2: {"modelno": "74030"}, 3: {"price": "74030"}}  # a price is no place for a code
+    kb = _kb(np.eye(4, 8) + 0.01, [0, 1, 2, 3], names=names, attributes=attributes)
+    query = MentionQuery("Swingline Light Touch Punch. modelno: 74030. price: 21.94", _unit(np.ones(4)),
+                         np.zeros((0, 8), np.float32), surface="Swingline Light Touch Punch")
+    assert query.codes == {"74030"}  # the price is a decimal, not a code
+    got = _retriever(kb, text=1e-4, image=0, lexical=0, chargram=0, name=0, attributes=0, codes=1).retrieve([query])[0]
+    scores = {c.entity_id: c.channel_scores["codes"] for c in got}
+    assert scores == {"e0": 0.0, "e1": 1.0, "e2": 1.0, "e3": 0.0}
+    # a review without a code, or the channel off: no channel, its weight goes to the others
+    quiet = MentionQuery("a light touch punch", _unit(np.ones(4)), np.zeros((0, 8), np.float32), surface="Punch")
+    assert not quiet.codes and "codes" not in _retriever(kb, codes=1.0).retrieve([quiet])[0][0].channel_scores
+    off = CandidateRetriever(kb, RetrievalSettings(top_k=4, pool_per_channel=4, codes=False, weights=FusionWeights(codes=1.0)))
+    assert "codes" not in off.retrieve([query])[0][0].channel_scores

@@ -1,0 +1,102 @@
+"""The codes channel: the share of the model codes a review writes that a product's name and
+attribute values contain.
+
+Offers and reviews name the product by its code as often as by its words ("modelno: 74030",
+"HP C8560A Drum Unit"), and the products a review is confused with differ in exactly that code
+("Swingline 74150 ... Punch" for "Swingline 74030 ... Punch", "Smead 34215" for "Smead 24117").
+No other channel reads a code as one: BM25 sees "74030" and "swi74030" as different words; the char
+n-grams see most of "74030" in "74150"; the attribute channel reads only values of the KB's
+vocabulary, and a product's `modelno` is often missing or written otherwise; the numbers channel
+reads the review's name alone. Of Walmart->Amazon's 49 cross-validated errors of stop 27, the right
+product's name and values hold more of the review's codes than the answer's in 12, fewer in 2
+(ad-hoc, BENCHMARKS.md, stop 28).
+
+A code is a token of the review's text (separators inside joined: "DCS-1100", "S/DI/1GD3") with a
+digit and at least `MIN_CODE_CHARS` letters and digits once squeezed (lower case, only [0-9a-z+]
+kept: `attributes.normalize.compact`'s form for ASCII); a decimal ("249.23", "4.85", "2.7") is a
+price, a weight or a size, not a code, and is left out. A product's side is its name and the
+values of its attribute keys other than `vocabulary.SKIPPED_KEYS` (names, descriptions, prices),
+each squeezed the same way and kept apart by a space, so that a code is found inside one value
+("74030" in "swi74030", "sh350ip" in "SH 350 IP") but never across two.
+
+score = |codes found in the product's text| / |codes of the review|, 0..1. A review without a code
+has no such channel (its weight goes to the others). Like the price and numbers channels it
+re-scores the pool the other channels propose and proposes nobody: a code alone would need a
+substring index over the whole KB. Its weight is 0 until the dev fit gives it one
+(`retrieval.fitting`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ameli_ray.attributes.vocabulary import SKIPPED_KEYS
+
+MIN_CODE_CHARS = 4  # "10C" or "350" alone match too many products by chance; "1100", "cb400a" do not
+_TOKEN = re.compile(r"[A-Za-z0-9+]+(?:[-/.][A-Za-z0-9+]+)*")
+_DECIMAL = re.compile(r"^\d+\.\d+$")
+_NOT_CODE_CHAR = "[^0-9a-z+]"  # one pattern for Python (the review) and Arrow (the KB)
+_NOT_CODE = re.compile(_NOT_CODE_CHAR)
+
+
+def squeeze(text: str) -> str:
+    """Lower case, only [0-9a-z+] kept: "DCS-1100" -> "dcs1100", "SH 350 IP" -> "sh350ip"."""
+    return _NOT_CODE.sub("", text.lower())
+
+
+def review_codes(text: str) -> frozenset[str]:
+    """The codes a text writes, squeezed: tokens with a digit, `MIN_CODE_CHARS` or more letters and
+    digits, decimals left out."""
+    out = set()
+    for token in _TOKEN.findall(text or ""):
+        if _DECIMAL.match(token) or not any(ch.isdigit() for ch in token):
+            continue
+        code = squeeze(token)
+        if len(code) >= MIN_CODE_CHARS:
+            out.add(code)
+    return frozenset(out)
+
+
+def _squeezed(values: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(pc.utf8_lower(values), _NOT_CODE_CHAR, "")
+
+
+def product_code_texts(table: pa.Table) -> pa.LargeStringArray:
+    """[rows] each product's name and attribute values (keys of `SKIPPED_KEYS` left out), each
+    squeezed, joined by spaces: what a review's codes are looked for in. `table`: entities as
+    `schema.entities_to_table` writes them. Arrow kernels throughout, no Python string per product."""
+    # large_string: a KB of millions of products may hold more than 2 GiB of text
+    names = _squeezed(table.column("name").combine_chunks().cast(pa.large_string()))
+    names = pc.fill_null(names, "")
+    column = table.column("attributes").combine_chunks()
+    if not len(column) or column.null_count == len(column):
+        return names
+    column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
+    pairs = column.flatten()
+    owners = pc.list_parent_indices(column).to_numpy()
+    # keys compare as `normalize.normalize_key` writes them: case-folded, whitespace collapsed
+    keys = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(pairs.field(0)), r"\s+", " "))
+    skipped = pc.fill_null(pc.match_substring_regex(keys, SKIPPED_KEYS.pattern), True).to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(~skipped)
+    values = pc.fill_null(_squeezed(pc.take(pairs.field(1), pa.array(kept)).cast(pa.large_string())), "")
+    counts = np.bincount(owners[kept], minlength=len(column))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    space = pa.scalar(" ", pa.large_string())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, values), space)
+    return pc.binary_join_element_wise(names, joined, space)
+
+
+def code_share(codes: frozenset[str] | set[str], texts: pa.Array, rows: np.ndarray) -> np.ndarray:
+    """[len(rows)] the share of `codes` (non-empty) found in each row's text (`product_code_texts`)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros(0, dtype=np.float64)
+    picked = texts.take(pa.array(rows))
+    found = np.zeros(len(rows), dtype=np.float64)
+    for code in codes:
+        found += pc.match_substring(picked, code).to_numpy(zero_copy_only=False)
+    return found / len(codes)
