@@ -20,9 +20,11 @@ def test_links_toy_reviews_with_text_and_photos(toy_kb, toy_dir, default_config,
     assert sum(r.entity_id == r.gold_entity_id for r in results) == len(results)
     for r in results:
         # the toy reviews name their product ("surface"): the name channel scores too, and so does
-        # the numbers one ("Aero X2": every product's name has the 2); they state no price
-        assert set(r.candidates[0].channel_scores) == {"text", "image", "lexical", "chargram", "name", "attributes", "numbers"}
-        assert r.candidates[0].channel_scores["numbers"] == 1.0
+        # the numbers one ("Aero X2": every product's name has the 2); the codes one reads the
+        # capacity ("128GB", in the right product's name); they state no price
+        assert set(r.candidates[0].channel_scores) == {"text", "image", "lexical", "chargram", "name", "attributes", "numbers",
+                                                       "codes"}
+        assert r.candidates[0].channel_scores["numbers"] == 1.0 and r.candidates[0].channel_scores["codes"] == 1.0
         assert {(a.key.lower(), a.value) for a in r.attributes} & {("storage capacity", "128gb"), ("storage capacity", "256gb")}
         row = link_result_row(r)
         assert set(row) == set(LINK_RESULT_ARROW_SCHEMA.names)
