@@ -34,18 +34,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ameli_ray.attributes.normalize import normalize_key
 from ameli_ray.attributes.vocabulary import SKIPPED_KEYS
 
 MIN_CODE_CHARS = 4  # "10C" or "350" alone match too many products by chance; "1100", "cb400a" do not
 _TOKEN = re.compile(r"[A-Za-z0-9+]+(?:[-/.][A-Za-z0-9+]+)*")
 _DECIMAL = re.compile(r"^\d+\.\d+$")
-_NOT_CODE_CHAR = "[^0-9a-z+]"  # one pattern for Python (the review) and Arrow (the KB)
-_NOT_CODE = re.compile(_NOT_CODE_CHAR)
+# one byte-level rule for the review (Python) and the KB (numpy over Arrow's buffers): ASCII
+# letters lowered, then only the bytes of [0-9a-z+] kept; any other byte (a separator, a byte of a
+# non-ASCII character) dropped
+_CODE_BYTES = b"0123456789abcdefghijklmnopqrstuvwxyz+"
+_DROP = bytes(b for b in range(256) if b not in _CODE_BYTES)
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[ord("A") : ord("Z") + 1] += 32
+_KEEP = np.zeros(256, dtype=bool)
+_KEEP[list(_CODE_BYTES)] = True
 
 
 def squeeze(text: str) -> str:
     """Lower case, only [0-9a-z+] kept: "DCS-1100" -> "dcs1100", "SH 350 IP" -> "sh350ip"."""
-    return _NOT_CODE.sub("", text.lower())
+    return text.encode("utf-8").lower().translate(None, _DROP).decode("ascii")
 
 
 def review_codes(text: str) -> frozenset[str]:
@@ -61,28 +69,39 @@ def review_codes(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _squeezed(values: pa.Array) -> pa.Array:
-    return pc.replace_substring_regex(pc.utf8_lower(values), _NOT_CODE_CHAR, "")
+def _squeezed(values: pa.Array) -> pa.LargeStringArray:
+    """`squeeze` of each string, nulls as "": a byte table over Arrow's buffers, two numpy passes
+    (a regex kernel took 4 s over a million names)."""
+    # large_string: a KB of millions of products may hold more than 2 GiB of text
+    values = pc.fill_null(values.cast(pa.large_string()), "")
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    raw = _LOWER[raw[offsets[0] : offsets[-1]]]
+    kept = np.flatnonzero(_KEEP[raw])
+    # each string's new start: the kept bytes before its old one (a search, not a cumsum over every byte: 8x faster)
+    new_offsets = np.searchsorted(kept, offsets - offsets[0]).astype(np.int64)
+    return pa.LargeStringArray.from_buffers(len(values), pa.py_buffer(new_offsets), pa.py_buffer(raw[kept]))
 
 
 def product_code_texts(table: pa.Table) -> pa.LargeStringArray:
     """[rows] each product's name and attribute values (keys of `SKIPPED_KEYS` left out), each
     squeezed, joined by spaces: what a review's codes are looked for in. `table`: entities as
     `schema.entities_to_table` writes them. Arrow kernels throughout, no Python string per product."""
-    # large_string: a KB of millions of products may hold more than 2 GiB of text
-    names = _squeezed(table.column("name").combine_chunks().cast(pa.large_string()))
-    names = pc.fill_null(names, "")
+    names = _squeezed(table.column("name").combine_chunks())
     column = table.column("attributes").combine_chunks()
     if not len(column) or column.null_count == len(column):
         return names
     column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
     pairs = column.flatten()
     owners = pc.list_parent_indices(column).to_numpy()
-    # keys compare as `normalize.normalize_key` writes them: case-folded, whitespace collapsed
-    keys = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(pairs.field(0)), r"\s+", " "))
-    skipped = pc.fill_null(pc.match_substring_regex(keys, SKIPPED_KEYS.pattern), True).to_numpy(zero_copy_only=False)
-    kept = np.flatnonzero(~skipped)
-    values = pc.fill_null(_squeezed(pc.take(pairs.field(1), pa.array(kept)).cast(pa.large_string())), "")
+    # the vocabulary's own rule, once per distinct key (a KB repeats a few dozen keys millions of times)
+    keys = pc.dictionary_encode(pairs.field(0))
+    skip = np.array([not normalize_key(k or "") or SKIPPED_KEYS.search(normalize_key(k)) is not None
+                     for k in keys.dictionary.to_pylist()] + [True], dtype=bool)  # the last: a null key
+    indices = pc.fill_null(keys.indices, len(keys.dictionary)).to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(~skip[indices])
+    values = _squeezed(pc.take(pairs.field(1), pa.array(kept)))
     counts = np.bincount(owners[kept], minlength=len(column))
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     space = pa.scalar(" ", pa.large_string())

@@ -59,3 +59,15 @@ def test_a_kb_without_attributes_still_has_its_names():
     table = pa.table({"name": ["DCS-1100 Camera", None],
                       "attributes": pa.array([None, None], pa.map_(pa.string(), pa.string()))})
     assert product_code_texts(table).to_pylist() == ["dcs1100camera", ""]
+
+
+def test_the_kb_side_squeezes_byte_for_byte_as_the_review_side():
+    # one rule on both sides, or a code would be missed for how it was written, not what it is
+    from ameli_ray.retrieval.codes import _squeezed
+
+    rng = np.random.default_rng(0)
+    alphabet = list("aZ09+-/. _éÄ€K\u212aİß") + ["\U0001f600"]
+    strings = ["".join(rng.choice(alphabet, size=rng.integers(0, 12))) for _ in range(300)] + [""]
+    array = pa.array(strings + [None])
+    assert _squeezed(array).to_pylist() == [squeeze(s) for s in strings] + [""]
+    assert _squeezed(array.slice(5, 20)).to_pylist() == [squeeze(s) for s in strings[5:25]]
