@@ -72,12 +72,13 @@ def test_the_linker_uses_the_trained_model(trained, tmp_path):
 def test_the_retrieval_weights_fitted_on_dev_travel_with_the_model(trained):
     from ameli_ray.disambiguation.manifest import read_model_manifest
     from ameli_ray.linker import load_linker
+    from ameli_ray.retrieval.retriever import CHANNELS
     from ameli_ray.workflows import with_model
 
     config, store, kb_uri, outcome, _ = trained
     fusion = read_model_manifest(outcome["model"], store)[1].fusion
     fitted = fusion.retrieval_weights
-    assert set(fitted) == {"text", "image", "lexical", "chargram", "name", "attributes", "price", "numbers"}
+    assert set(fitted) == set(CHANNELS)  # every channel, those the fit left at 0 included
     assert {"configured_accuracy", "fitted_accuracy"} <= set(fusion.retrieval_dev)
     assert outcome["training"]["retrieval_weights"] == fitted
     # a retrieval-only linker over the model (a Ray Data retrieval actor) reads them from the
