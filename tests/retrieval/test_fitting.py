@@ -1,11 +1,14 @@
 """Retrieval channel weights fitted on dev: a misleading channel is switched off, a deciding one
 gains weight, and nothing changes unless dev gains min_gain."""
 
+import itertools
+
 import numpy as np
+import pytest
 
 from ameli_ray.config import FusionWeights
 from ameli_ray.retrieval.fitting import fit_retrieval_weights, refuse
-from ameli_ray.retrieval.retriever import fuse_channels
+from ameli_ray.retrieval.retriever import CHANNELS, fuse_channels
 from ameli_ray.schema import Candidate
 
 CONFIGURED = FusionWeights(text=0.45, image=0.15, lexical=0.4, chargram=0.0, attributes=0.1)
@@ -165,3 +168,38 @@ def test_weightings_scored_in_a_batch_score_as_the_retriever_fuses_each():
             raw = {k: np.asarray([c.channel_scores[k] for c in cands]) for k in cands[0].channel_scores}
             np.testing.assert_allclose(batched[m, : len(cands), b], fuse_channels(raw, weights), rtol=1e-12, atol=1e-12)
             assert np.isneginf(batched[m, len(cands):, b]).all()
+
+
+def test_the_fit_chooses_as_scoring_every_candidate_under_every_weighting_would():
+    # brute force: each weighting of a small grid re-ranks every list (`refuse`: all candidates);
+    # the fit scores only the candidates that can rank before the gold, and must choose the same.
+    # Coarse scores make ties common, absent channels and zero weights too.
+    rng = np.random.default_rng(5)
+    lists, gold = [], []
+    for m in range(40):
+        channels = [c for c in ("text", "chargram", "price", "codes") if c == "text" or rng.random() < 0.7]
+        n = int(rng.integers(1, 9))
+        lists.append([Candidate(entity_id=f"m{m}e{c}", score=0.0,
+                                channel_scores={ch: float(rng.integers(0, 4)) / 3 for ch in channels}) for c in range(n)])
+        gold.append(f"m{m}e{int(rng.integers(0, n + 1))}")  # sometimes none of them: a miss under every weighting
+    grid = {"text": (0.0, 0.5, 1.0), "chargram": (0.0, 0.5, 1.0), "price": (0.0, 0.4), "codes": (0.0, 0.2, 0.8)}
+    fit = fit_retrieval_weights(lists, gold, CONFIGURED, min_gain=0.0, grid=grid)
+
+    def measured(weights):
+        ranks = []
+        for cands, g in zip(lists, gold):
+            ids = [c.entity_id for c in refuse(cands, FusionWeights(**weights))]
+            ranks.append(ids.index(g) if g in ids else 99)
+        ranks = np.array(ranks)
+        return (ranks == 0).mean(), np.where(ranks < 10, 1.0 / (ranks + 1), 0.0).mean()
+
+    base = CONFIGURED.model_dump()
+    best, best_w = measured(base), base
+    for combo in itertools.product(*(grid.get(c, (base[c],)) for c in CHANNELS)):
+        if sum(combo) > 0:
+            weights = dict(zip(CHANNELS, combo))
+            got = measured(weights)
+            if got[0] > best[0] + 1e-12 or (abs(got[0] - best[0]) < 1e-12 and got[1] > best[1] + 1e-12):
+                best, best_w = got, weights
+    assert fit.weights == {k: float(v) for k, v in best_w.items()}
+    assert fit.dev["fitted_accuracy"] == pytest.approx(best[0]) and fit.dev["fitted_mrr@10"] == pytest.approx(best[1])
