@@ -164,6 +164,10 @@ class RetrievalSettings(_Section):
     fit_weights: bool = Field(
         True, description="training fits the channel weights on dev (kept when they gain fit_min_gain) and stores them with the model",
     )
+    fit_on: Literal["dev", "train_and_dev"] = Field(
+        "train_and_dev", description="which labelled reviews the channel weights are fitted on: dev alone, or the "
+        "training reviews retrieved for the streams too (nothing in retrieval learns from their labels)",
+    )
     # 0, not fusion.min_gain: pooled over the 5 folds of each entity-matching set, the dev fit ranked
     # the held-out reviews better than the configured weights where a gate had refused it (stop 25)
     fit_min_gain: float = Field(

@@ -259,6 +259,36 @@ def test_a_fit_that_loses_on_the_half_it_did_not_see_is_kept_and_fusion_sees_the
     assert top1 / 120 == fit.dev["cross_fitted_accuracy"]
 
 
+def test_the_training_reviews_join_the_fit_and_both_halves_of_the_cross_fit():
+    import dataclasses
+
+    from ameli_ray.config import FusionWeights
+    from ameli_ray.retrieval.fitting import fit_retrieval_weights, refuse
+    from ameli_ray.training_run import Retrieved, _labelled, fit_retrieval
+
+    dev = _dev_items(consistent=False)  # BM25 misleads on dev's smaller half
+    train = [Retrieved(i.result, dataclasses.replace(i.evidence, mention=i.evidence.mention.model_copy(
+        update={"id": "train-" + i.evidence.mention.id}))) for i in _dev_items(consistent=True)]  # it never misleads here
+    config = AmeliConfig.load(None, TEXT_ONLY)  # fit_on: train_and_dev
+    assert config.retrieval.fit_on == "train_and_dev"
+    fit, reranked = fit_retrieval(config, dev, train)
+    labelled_dev = [i for i in dev if _labelled(i)]
+    labelled_train = [i for i in train if _labelled(i)]
+    assert fit.n_mentions == len(labelled_dev) + len(labelled_train) == 240
+    for side in (0, 1):
+        fitted_on = [i for i in labelled_dev if _half(i.evidence.mention.id) != side] + labelled_train
+        weights = FusionWeights(**fit_retrieval_weights([i.result.candidates for i in fitted_on],
+                                                        [i.evidence.mention.gold_entity_id for i in fitted_on],
+                                                        config.retrieval.weights, 0.0).weights)
+        for item, out in zip(dev, reranked):
+            if _half(item.evidence.mention.id) == side:
+                assert [c.entity_id for c in out.result.candidates] == [c.entity_id for c in refuse(item.result.candidates, weights)]
+    # the cross-fitted figure is dev's alone; dev alone fits on dev alone
+    assert len(reranked) == len(dev) and 0 <= fit.dev["cross_fitted_accuracy"] <= 1
+    dev_only = AmeliConfig.load(None, [*TEXT_ONLY, "retrieval.fit_on=dev"])
+    assert fit_retrieval(dev_only, dev, train)[0].n_mentions == len(labelled_dev)
+
+
 def test_a_fit_must_gain_fit_min_gain_to_be_kept():
     from ameli_ray.training_run import fit_retrieval
 
