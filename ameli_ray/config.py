@@ -162,7 +162,7 @@ class RetrievalSettings(_Section):
     )
     weights: FusionWeights = Field(default_factory=FusionWeights)
     fit_weights: bool = Field(
-        True, description="training fits the channel weights on dev (kept when they gain fit_min_gain) and stores them with the model",
+        True, description="training fits the channel weights (on `fit_on`; kept when they gain fit_min_gain) and stores them with the model",
     )
     fit_on: Literal["dev", "train_and_dev"] = Field(
         "train_and_dev", description="which labelled reviews the channel weights are fitted on: dev alone, or the "

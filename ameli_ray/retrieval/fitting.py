@@ -6,8 +6,9 @@ char n-gram channel gains 12; on Abt->Buy all three help. Fixed weights chosen o
 both, so training fits them on dev, stores them with the model (`FusionModel.retrieval_weights`) and
 every linker over that model retrieves with them (`retrieval.weights_from`).
 
-The fit re-scores the candidates dev's retrieval already returned (each carries its raw channel
-scores) under every weighting of a small grid and keeps the one with the best dev top-1 (MRR@10
+The fit re-scores the candidates retrieval already returned for dev, and since stop 28 for the
+training reviews too (`retrieval.fit_on`, `training_run.fit_retrieval`; each candidate carries its
+raw channel scores), under every weighting of a grid and keeps the one with the best top-1 (MRR@10
 breaks ties), when it gains `min_gain` over the configured weights (`retrieval.fit_min_gain`, 0 by
 default). Until stop 25 a fit had to gain 1 point, and to win on each half of dev when fitted on
 the other; over the 15 folds of the three entity-matching sets those two tests refused 7 fits, and
