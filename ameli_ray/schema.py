@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NIL_ENTITY = ""  # "no matching product": an answer of the linker, and a gold label of NIL mentions
@@ -186,6 +187,19 @@ def entities_to_table(entities: list[Entity]) -> pa.Table:
         ],
         schema=ENTITY_ARROW_SCHEMA,
     )
+
+
+def attribute_pairs(table: pa.Table) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
+    """An entities table's attributes flattened, one entry per (row, attribute) in attribute
+    order: (keys, values, owner row of each); None when no row has any. Arrow throughout: what
+    the KB-wide readers (listed prices, code texts) build on instead of a dict per product. A
+    slice's offset is respected."""
+    column = table.column("attributes").combine_chunks()
+    if not len(column) or column.null_count == len(column):
+        return None
+    column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
+    pairs = column.flatten()
+    return pairs.field(0), pairs.field(1), pc.list_parent_indices(column).to_numpy()
 
 
 def entities_from_table(table: pa.Table) -> list[Entity]:

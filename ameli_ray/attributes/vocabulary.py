@@ -52,7 +52,7 @@ from ameli_ray.attributes.normalize import (
 )
 from ameli_ray.schema import Entity
 
-__all__ = ["AttributeMatch", "AttributeVocabulary", "MATCH_CONFIDENCE", "PRICE_KEY", "SKIPPED_KEYS"]
+__all__ = ["AttributeMatch", "AttributeVocabulary", "MATCH_CONFIDENCE", "PRICE_KEY", "SKIPPED_KEYS", "skipped_key"]
 
 JSON_VERSION = 1
 MAX_VALUE_CHARS = 40
@@ -72,6 +72,14 @@ SKIPPED_KEYS = re.compile(
     r"^(?:product name|name|title|product title|description|overview|features?|url|link|images?|image url)$"
     r"|" + PRICE_KEY.pattern
 )
+
+
+def skipped_key(raw_key: str) -> bool:
+    """A key the vocabulary leaves out (`SKIPPED_KEYS`, or empty once normalised)."""
+    key = normalize_key(raw_key)
+    return not key or SKIPPED_KEYS.search(key) is not None
+
+
 _STOPWORDS = frozenset(
     "a an the and or of for with without in on to by at it is be this that one all any not new yes no none "
     "other n/a na unknown various varies misc generic unbranded standard regular default see".split()
@@ -213,7 +221,7 @@ class AttributeVocabulary:
                 kid = key_of.get(raw_key)
                 if kid is None:
                     nkey = normalize_key(raw_key)
-                    if not nkey or SKIPPED_KEYS.search(nkey) is not None:
+                    if skipped_key(raw_key):
                         kid = key_of[raw_key] = -1
                     else:
                         kid = key_index.get(nkey)

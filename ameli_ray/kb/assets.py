@@ -155,22 +155,26 @@ class KnowledgeBase:
         the entities' attributes when first needed rather than stored: older KBs have it too, and
         it costs one to two seconds over a million products' columns (ad-hoc, five attributes each,
         BENCHMARKS.md stop 27); a retriever reads it when it is made."""
-        table = self.entities.table if isinstance(self.entities, EntityTable) else entities_to_table(list(self.entities))
-        return listed_prices(table)
+        return listed_prices(self.entity_table)
 
     @functools.cached_property
     def name_numbers(self) -> NameNumbers:
         """The numbers of each product's name, for the numbers channel (read like `prices`)."""
-        if isinstance(self.entities, EntityTable):
-            return NameNumbers(self.entities.table.column("name").to_pylist())
-        return NameNumbers(e.name for e in self.entities)
+        return NameNumbers(self.entity_table.column("name").to_pylist())
 
     @functools.cached_property
     def code_texts(self) -> pa.LargeStringArray:
         """Each product's name and attribute values squeezed, for the codes channel
         (`retrieval.codes.product_code_texts`; read like `prices`)."""
-        table = self.entities.table if isinstance(self.entities, EntityTable) else entities_to_table(list(self.entities))
-        return product_code_texts(table)
+        return product_code_texts(self.entity_table)
+
+    @functools.cached_property
+    def entity_table(self) -> pa.Table:
+        """The entities as an Arrow table (`schema.entities_to_table`), what the KB-wide readers
+        above read: a loaded KB's own columns; a KB built in memory converted once."""
+        if isinstance(self.entities, EntityTable):
+            return self.entities.table
+        return entities_to_table(list(self.entities))
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:

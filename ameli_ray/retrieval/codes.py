@@ -15,7 +15,7 @@ A code is a token of the review's text (separators inside joined: "DCS-1100", "S
 digit and at least `MIN_CODE_CHARS` letters and digits once squeezed (lower case, only [0-9a-z+]
 kept: `attributes.normalize.compact`'s form for ASCII); a decimal ("249.23", "4.85", "2.7") is a
 price, a weight or a size, not a code, and is left out. A product's side is its name and the
-values of its attribute keys other than `vocabulary.SKIPPED_KEYS` (names, descriptions, prices),
+values of its attribute keys other than those the vocabulary skips (`vocabulary.skipped_key`: names, descriptions, prices),
 each squeezed the same way and kept apart by a space, so that a code is found inside one value
 ("74030" in "swi74030", "sh350ip" in "SH 350 IP") but never across two.
 
@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ameli_ray.attributes.normalize import normalize_key
-from ameli_ray.attributes.vocabulary import SKIPPED_KEYS
+from ameli_ray.attributes.vocabulary import skipped_key
+from ameli_ray.schema import attribute_pairs
 
 MIN_CODE_CHARS = 4  # "10C" or "350" alone match too many products by chance; "1100", "cb400a" do not
 _TOKEN = re.compile(r"[A-Za-z0-9+]+(?:[-/.][A-Za-z0-9+]+)*")
@@ -85,24 +85,21 @@ def _squeezed(values: pa.Array) -> pa.LargeStringArray:
 
 
 def product_code_texts(table: pa.Table) -> pa.LargeStringArray:
-    """[rows] each product's name and attribute values (keys of `SKIPPED_KEYS` left out), each
+    """[rows] each product's name and attribute values (`vocabulary.skipped_key` keys left out), each
     squeezed, joined by spaces: what a review's codes are looked for in. `table`: entities as
     `schema.entities_to_table` writes them. Arrow kernels throughout, no Python string per product."""
     names = _squeezed(table.column("name").combine_chunks())
-    column = table.column("attributes").combine_chunks()
-    if not len(column) or column.null_count == len(column):
+    pairs = attribute_pairs(table)
+    if pairs is None:
         return names
-    column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
-    pairs = column.flatten()
-    owners = pc.list_parent_indices(column).to_numpy()
+    keys, values, owners = pairs
     # the vocabulary's own rule, once per distinct key (a KB repeats a few dozen keys millions of times)
-    keys = pc.dictionary_encode(pairs.field(0))
-    skip = np.array([not normalize_key(k or "") or SKIPPED_KEYS.search(normalize_key(k)) is not None
-                     for k in keys.dictionary.to_pylist()] + [True], dtype=bool)  # the last: a null key
+    keys = pc.dictionary_encode(keys)
+    skip = np.array([skipped_key(k or "") for k in keys.dictionary.to_pylist()] + [True], dtype=bool)  # the last: a null key
     indices = pc.fill_null(keys.indices, len(keys.dictionary)).to_numpy(zero_copy_only=False)
     kept = np.flatnonzero(~skip[indices])
-    values = _squeezed(pc.take(pairs.field(1), pa.array(kept)))
-    counts = np.bincount(owners[kept], minlength=len(column))
+    values = _squeezed(pc.take(values, pa.array(kept)))
+    counts = np.bincount(owners[kept], minlength=table.num_rows)
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     space = pa.scalar(" ", pa.large_string())
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, values), space)

@@ -138,7 +138,8 @@ def _rival_groups(x: np.ndarray, present: np.ndarray, gold_col: np.ndarray
     (1, 2, 3-4, 5-8, ...), so the grid is scored on a fraction of the candidates with the same
     result. Mentions without the gold among their candidates are left out: a miss under every
     weighting."""
-    groups: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    groups: dict[int, list[int]] = {}  # width -> the mentions (rows) of that group
+    rivals_of: dict[int, np.ndarray] = {}
     always_first = 0
     for r in np.flatnonzero(gold_col >= 0):
         g = gold_col[r]
@@ -148,16 +149,17 @@ def _rival_groups(x: np.ndarray, present: np.ndarray, gold_col: np.ndarray
         if not len(rivals):
             always_first += 1
             continue
-        width = 1 << int(np.ceil(np.log2(len(rivals))))
-        groups.setdefault(width, []).append((x[r, [g, *rivals]], present[r], rivals < g, r))
+        rivals_of[r] = rivals
+        groups.setdefault(1 << int(np.ceil(np.log2(len(rivals)))), []).append(r)
     out = []
-    for width, members in sorted(groups.items()):
-        xg = np.full((len(members), 1 + width, x.shape[2]), -np.inf)
-        earlier = np.zeros((len(members), width), dtype=bool)
-        for i, (rows_x, _, before, _) in enumerate(members):
-            xg[i, : len(rows_x)] = rows_x
-            earlier[i, : len(before)] = before
-        out.append((xg, np.stack([m[1] for m in members]), earlier))
+    for width, rows in sorted(groups.items()):
+        xg = np.full((len(rows), 1 + width, x.shape[2]), -np.inf)
+        earlier = np.zeros((len(rows), width), dtype=bool)
+        for i, r in enumerate(rows):
+            rivals = rivals_of[r]
+            xg[i, : 1 + len(rivals)] = x[r, [gold_col[r], *rivals]]
+            earlier[i, : len(rivals)] = rivals < gold_col[r]
+        out.append((xg, present[rows], earlier))
     return out, always_first
 
 

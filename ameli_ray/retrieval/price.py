@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ameli_ray.attributes.vocabulary import PRICE_KEY
+from ameli_ray.schema import attribute_pairs
 
 # a number as prices are written: 1,299.99 or 1299.99 or 12
 _AMOUNT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
@@ -66,18 +67,15 @@ def listed_prices(table: pa.Table) -> np.ndarray:
     writes them (attributes: map<string, string>). No Python dict per product: keys and values are
     flattened, the price keys picked and their numbers read by Arrow's regex kernels."""
     out = np.full(table.num_rows, np.nan, dtype=np.float32)
-    column = table.column("attributes").combine_chunks()
-    if not len(column) or column.null_count == len(column):
+    pairs = attribute_pairs(table)
+    if pairs is None:
         return out
-    # as list<struct<key, value>>: one struct per (row, attribute), a slice's offset respected
-    column = column.cast(pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())])))
-    pairs = column.flatten()
-    owners = pc.list_parent_indices(column).to_numpy()
-    is_price = pc.fill_null(pc.match_substring_regex(pairs.field(0), PRICE_KEY.pattern, ignore_case=True), False)
+    keys, values, owners = pairs
+    is_price = pc.fill_null(pc.match_substring_regex(keys, PRICE_KEY.pattern, ignore_case=True), False)
     hits = np.flatnonzero(is_price.to_numpy(zero_copy_only=False))
     if not len(hits):
         return out
-    extracted = pc.extract_regex(pc.take(pairs.field(1), pa.array(hits)), f"(?P<n>{_AMOUNT})")
+    extracted = pc.extract_regex(pc.take(values, pa.array(hits)), f"(?P<n>{_AMOUNT})")
     found = pc.if_else(pc.is_valid(extracted), extracted.field("n"), pa.scalar(None, pa.string()))  # no number: null
     numbers = pc.cast(pc.replace_substring(found, ",", ""), pa.float64()).to_numpy(zero_copy_only=False)
     readable = np.isfinite(numbers) & (numbers > 0) & (numbers < MAX_PRICE)
