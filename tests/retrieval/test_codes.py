@@ -55,6 +55,22 @@ def test_code_share_counts_the_codes_found_inside_one_value_never_across_two():
     assert code_share({"74030"}, texts, np.zeros(0, np.int64)).shape == (0,)
 
 
+def test_a_code_also_holds_a_product_value_that_could_be_a_code_itself():
+    entities = [
+        Entity(id="a", name="Lowepro Apex 100 AW", attributes={"modelno": "34992"}),  # inside "lp34992"
+        Entity(id="b", name="Apex", attributes={"modelno": "349"}),  # too short to be a code
+        Entity(id="c", name="Apex", attributes={"series": "Apex"}),  # no digit: a word, not a code
+        Entity(id="d", name="Antec Power Supply", attributes={"modelno": "EA-650 Green"}),  # the whole value
+        Entity(id="e", name="Lowepro 34992 Apex"),  # "34992" inside the name's one value: not a value of its own
+    ]
+    texts = product_code_texts(_table(entities))
+    share = code_share(review_codes("LowePro Apex. modelno: LP34992"), texts, np.arange(5))
+    assert share.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert code_share(review_codes("modelno: EA650GREEN"), texts, np.array([3, 0])).tolist() == [1.0, 0.0]
+    # each review code counts once, whichever way it is held
+    assert code_share(review_codes("LP34992 or 34992"), texts, np.array([0, 4])).tolist() == [1.0, 0.5]
+
+
 def test_a_kb_without_attributes_still_has_its_names():
     table = pa.table({"name": ["DCS-1100 Camera", None],
                       "attributes": pa.array([None, None], pa.map_(pa.string(), pa.string()))})
