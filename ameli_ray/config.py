@@ -145,7 +145,7 @@ class FusionWeights(_Section):
     numbers: float = Field(0.0, ge=0, description="share of the numbers in the review's name that the entity's name has")
     # 0 until dev says otherwise, like `price`
     codes: float = Field(0.0, ge=0, description="share of the model codes in the review's text that the entity's name "
-                         "and attribute values contain")
+                         "and attribute values hold (contain, or are contained in when a value is a code itself)")
 
 
 class RetrievalSettings(_Section):

@@ -17,8 +17,9 @@
   (`retrieval.price`), where it states one; it re-scores the pool and proposes nobody;
 - numbers: the share of the numbers in the review's name (editions, versions, years) that each
   product's name has (`retrieval.numbers`), where its name has any; it too only re-scores;
-- codes:   the share of the model codes in the review's text ("modelno: 74030", "DCS-1100") found in
-  each product's name and attribute values (`retrieval.codes`), where it writes any; it only re-scores;
+- codes:   the share of the model codes in the review's text ("modelno: 74030", "DCS-1100") that
+  each product's name and attribute values hold ("74030" inside "SWI74030", or "34992" inside
+  "LP34992"; `retrieval.codes`), where it writes any; it only re-scores;
 - attributes: agreement of the attribute values read from the mention with each entity's values
   (sum of confidences agreeing minus contradicting, over the total confidence read: -1..1).
   As in the paper, values are first matched back to the top candidates: only a value that agrees
